@@ -1,0 +1,32 @@
+//! The Talent Corridor domain, with no transport and no storage in it.
+//!
+//! This crate owns the rules that make a credential what it is:
+//! - [`city`]: city codes (the cities themselves are data in the database);
+//! - [`qualification`]: categories, series and the level scale of each category;
+//! - [`holder`]: national ID numbers, parsed once and only ever kept as a keyed hash;
+//! - [`credential`]: the lifecycle (active, suspended, revoked) and its legal transitions;
+//! - [`keys`]: city issuer keys (Ed25519), sealed at rest with a key-encryption key;
+//! - [`vc`]: the W3C Verifiable Credential (data model 2.0) secured as a JWT, and
+//!   the checks a verifier runs on one;
+//! - [`caller`]: who is calling (roles, city), from a strictly validated identity token.
+//!
+//! Everything here is synchronous, deterministic given its inputs (time is a
+//! parameter), and unit-tested without a database.
+
+pub mod caller;
+pub mod city;
+pub mod credential;
+pub mod error;
+pub mod holder;
+pub mod keys;
+pub mod qualification;
+pub mod vc;
+
+pub use error::{FieldViolation, Violations};
+
+/// Fills `buf` with bytes from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], error::RandomError> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|_| error::RandomError)?;
+    Ok(buf)
+}

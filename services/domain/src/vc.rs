@@ -1,0 +1,470 @@
+//! Credentials as W3C Verifiable Credentials (data model 2.0) secured as
+//! JWTs (`typ: vc+jwt`, `alg: EdDSA`, `kid` naming the city key).
+//!
+//! The JWT claims set *is* the credential (VC-JOSE-COSE): `@context`, `id`,
+//! `type`, `issuer`, `validFrom`, `validUntil`, `credentialSubject`, plus the
+//! registered JWT claims `iss`, `jti`, `iat`, `nbf`, `exp` mirroring them so
+//! that plain JOSE tooling understands the token. The holder's national ID is
+//! not in it, not even hashed: the token is shown to employers.
+//!
+//! [`verify_token`] runs the checks that need only the token and the issuer
+//! keys (signature, issuer, validity window); status and holder binding need
+//! the registry and are added by the caller with [`Report`].
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::city::CityCode;
+use crate::credential::{ValidityWindow, WindowPosition};
+use crate::keys::{IssuerSigningKey, IssuerVerifyingKey};
+use crate::qualification::{Category, Qualification};
+
+/// The VC 2.0 base context.
+pub const VC_CONTEXT_V2: &str = "https://www.w3.org/ns/credentials/v2";
+/// The JOSE `typ` of a credential token.
+pub const VC_JWT_TYP: &str = "vc+jwt";
+/// Clock skew tolerated when comparing issuance with a key's signing window.
+pub const KEY_WINDOW_LEEWAY_SECONDS: i64 = 60;
+
+/// The issuer identifier of a city: `urn:g60:city:<code>`.
+pub fn issuer_id(city: &CityCode) -> String {
+    format!("urn:g60:city:{city}")
+}
+
+/// What a credential attests, in typed form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialClaims {
+    /// Credential id.
+    pub id: Uuid,
+    /// Issuing city.
+    pub issuer_city: CityCode,
+    /// The qualification.
+    pub qualification: Qualification,
+    /// Holder's display name.
+    pub holder_name: String,
+    /// Validity window.
+    pub window: ValidityWindow,
+    /// Issuance time (the JWT `iat`), to the second.
+    pub issued_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireQualification {
+    category: String,
+    series: String,
+    level: i32,
+    title: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireSubject {
+    name: String,
+    qualification: WireQualification,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct WireCredential {
+    #[serde(rename = "@context")]
+    context: Vec<String>,
+    id: String,
+    #[serde(rename = "type")]
+    types: Vec<String>,
+    issuer: String,
+    #[serde(rename = "validFrom")]
+    valid_from: DateTime<Utc>,
+    #[serde(rename = "validUntil", skip_serializing_if = "Option::is_none", default)]
+    valid_until: Option<DateTime<Utc>>,
+    #[serde(rename = "credentialSubject")]
+    credential_subject: WireSubject,
+    iss: String,
+    jti: String,
+    iat: i64,
+    nbf: i64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    exp: Option<i64>,
+}
+
+/// Signing failed (a malformed key; never expected with generated keys).
+#[derive(Debug, thiserror::Error)]
+#[error("signing the credential failed: {0}")]
+pub struct SignError(String);
+
+/// Signs `claims` with `key` and returns the compact VC-JWT.
+pub fn sign(key: &IssuerSigningKey, claims: &CredentialClaims) -> Result<String, SignError> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(VC_JWT_TYP.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    let q = &claims.qualification;
+    let issuer = issuer_id(&claims.issuer_city);
+    let urn = format!("urn:uuid:{}", claims.id);
+    let wire = WireCredential {
+        context: vec![VC_CONTEXT_V2.to_owned()],
+        id: urn.clone(),
+        types: vec!["VerifiableCredential".into(), "TalentCredential".into()],
+        issuer: issuer.clone(),
+        valid_from: claims.window.from,
+        valid_until: claims.window.until,
+        credential_subject: WireSubject {
+            name: claims.holder_name.clone(),
+            qualification: WireQualification {
+                category: q.category().as_str().to_owned(),
+                series: q.series().to_owned(),
+                level: i32::from(q.level()),
+                title: q.title().to_owned(),
+            },
+        },
+        iss: issuer,
+        jti: urn,
+        iat: claims.issued_at.timestamp(),
+        nbf: claims.window.from.timestamp(),
+        exp: claims.window.until.map(|u| u.timestamp()),
+    };
+    jsonwebtoken::encode(&header, &wire, key.encoding_key()).map_err(|e| SignError(e.to_string()))
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Passed, with a short explanation.
+    Passed(String),
+    /// Failed, with the reason.
+    Failed(String),
+    /// Not run, with the reason.
+    Skipped(String),
+}
+
+impl Outcome {
+    fn failed(s: impl Into<String>) -> Self {
+        Self::Failed(s.into())
+    }
+    fn skipped(s: impl Into<String>) -> Self {
+        Self::Skipped(s.into())
+    }
+    /// True unless failed.
+    pub fn ok(&self) -> bool {
+        !matches!(self, Self::Failed(_))
+    }
+}
+
+/// The verification checks, in report order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Well-formed `vc+jwt` with a valid EdDSA signature by the named key.
+    Signature,
+    /// The key belongs to the issuing city and was current at issuance.
+    Issuer,
+    /// Now is inside the validity window.
+    ValidityWindow,
+    /// The live status is active.
+    Status,
+    /// The presented national ID is the holder's.
+    Holder,
+}
+
+/// What the token alone says: three checks and, if decodable, the claims.
+#[derive(Debug, Clone)]
+pub struct TokenVerification {
+    /// Signature check.
+    pub signature: Outcome,
+    /// Issuer check.
+    pub issuer: Outcome,
+    /// Validity-window check.
+    pub window: Outcome,
+    /// The claims, when the signature verified.
+    pub claims: Option<CredentialClaims>,
+    /// The key id from the header, if any.
+    pub kid: Option<String>,
+}
+
+impl TokenVerification {
+    fn rejected(signature: Outcome, issuer: Outcome, kid: Option<String>) -> Self {
+        Self {
+            signature,
+            issuer,
+            window: Outcome::skipped("the token could not be trusted"),
+            claims: None,
+            kid,
+        }
+    }
+}
+
+/// Verifies a credential token. `key_for` looks up a registered issuer key by
+/// kid. Never fails: every problem becomes a failed check.
+pub fn verify_token(
+    token: &str,
+    key_for: impl FnOnce(&str) -> Option<Arc<IssuerVerifyingKey>>,
+    now: DateTime<Utc>,
+) -> TokenVerification {
+    let header = match jsonwebtoken::decode_header(token) {
+        Ok(h) => h,
+        Err(_) => {
+            return TokenVerification::rejected(
+                Outcome::failed("not a well-formed JWT with a supported algorithm"),
+                Outcome::skipped("no verified token"),
+                None,
+            );
+        }
+    };
+    let kid = header.kid.clone();
+    if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some(VC_JWT_TYP) {
+        return TokenVerification::rejected(
+            Outcome::failed("header must be typ vc+jwt with alg EdDSA"),
+            Outcome::skipped("no verified token"),
+            kid,
+        );
+    }
+    let Some(kid_str) = kid.clone() else {
+        return TokenVerification::rejected(
+            Outcome::failed("header has no kid"),
+            Outcome::skipped("no key id"),
+            None,
+        );
+    };
+    let Some(key) = key_for(&kid_str) else {
+        return TokenVerification::rejected(
+            Outcome::failed(format!("key {kid_str} is unknown: signature cannot be checked")),
+            Outcome::failed(format!("key {kid_str} is not a registered corridor issuer key")),
+            kid,
+        );
+    };
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    let wire = match jsonwebtoken::decode::<WireCredential>(token, &key.decoding, &validation) {
+        Ok(data) => data.claims,
+        Err(e) => {
+            let why = match e.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "signature does not verify".to_owned()
+                }
+                _ => format!("token rejected: {e}"),
+            };
+            return TokenVerification::rejected(
+                Outcome::Failed(why),
+                Outcome::skipped("no verified token"),
+                kid,
+            );
+        }
+    };
+    let claims = match parse_wire(wire) {
+        Some(c) => c,
+        None => {
+            return TokenVerification::rejected(
+                Outcome::failed("signed, but not a well-formed talent credential"),
+                Outcome::skipped("no verified token"),
+                kid,
+            );
+        }
+    };
+    let signature = Outcome::Passed(format!("EdDSA signature verified with key {kid_str}"));
+    let issuer = issuer_check(&key, &claims);
+    let window = match claims.window.position(now) {
+        WindowPosition::Within => Outcome::Passed("within the validity window".into()),
+        WindowPosition::NotYetValid => Outcome::failed("not yet valid"),
+        WindowPosition::Expired => Outcome::failed("expired"),
+    };
+    TokenVerification {
+        signature,
+        issuer,
+        window,
+        claims: Some(claims),
+        kid,
+    }
+}
+
+fn issuer_check(key: &IssuerVerifyingKey, claims: &CredentialClaims) -> Outcome {
+    if key.city != claims.issuer_city {
+        return Outcome::failed(format!(
+            "signed with a key of {} but claims issuer {}",
+            key.city, claims.issuer_city
+        ));
+    }
+    let leeway = chrono::Duration::seconds(KEY_WINDOW_LEEWAY_SECONDS);
+    if claims.issued_at < key.not_before - leeway {
+        return Outcome::failed("issued before the key's signing window");
+    }
+    if let Some(end) = key.not_after
+        && claims.issued_at > end + leeway
+    {
+        return Outcome::failed("issued after the key was retired");
+    }
+    Outcome::Passed(format!("issued by {} with key {}", claims.issuer_city, key.kid))
+}
+
+fn parse_wire(w: WireCredential) -> Option<CredentialClaims> {
+    if !w.context.first().is_some_and(|c| c == VC_CONTEXT_V2)
+        || !w.types.iter().any(|t| t == "VerifiableCredential")
+        || w.iss != w.issuer
+        || w.jti != w.id
+    {
+        return None;
+    }
+    let city_code = w.issuer.strip_prefix("urn:g60:city:")?;
+    let issuer_city = CityCode::parse("issuer", city_code).ok()?;
+    let id = Uuid::parse_str(w.id.strip_prefix("urn:uuid:")?).ok()?;
+    let q = w.credential_subject.qualification;
+    let qualification = Qualification::parse(
+        "qualification",
+        Category::from_name(&q.category),
+        &q.series,
+        q.level,
+        &q.title,
+    )
+    .ok()?;
+    let window = ValidityWindow::parse(w.valid_from, w.valid_until, "validUntil").ok()?;
+    let issued_at = DateTime::<Utc>::from_timestamp(w.iat, 0)?;
+    Some(CredentialClaims {
+        id,
+        issuer_city,
+        qualification,
+        holder_name: w.credential_subject.name,
+        window,
+        issued_at,
+    })
+}
+
+/// The full verification report: token checks plus status and holder.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Each check with its outcome, in [`Check`] order.
+    pub checks: Vec<(Check, Outcome)>,
+    /// True when no check failed.
+    pub valid: bool,
+}
+
+impl Report {
+    /// Assembles the report.
+    pub fn new(token: &TokenVerification, status: Outcome, holder: Outcome) -> Self {
+        let checks = vec![
+            (Check::Signature, token.signature.clone()),
+            (Check::Issuer, token.issuer.clone()),
+            (Check::ValidityWindow, token.window.clone()),
+            (Check::Status, status),
+            (Check::Holder, holder),
+        ];
+        // A report is valid only if the signature actually passed (not merely
+        // "not failed") and nothing else failed.
+        let valid = matches!(token.signature, Outcome::Passed(_))
+            && matches!(token.issuer, Outcome::Passed(_))
+            && checks.iter().all(|(_, o)| o.ok());
+        Self { checks, valid }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::IssuerSigningKey;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    fn city(c: &str) -> CityCode {
+        let Ok(c) = CityCode::parse("c", c) else { unreachable!() };
+        c
+    }
+
+    fn claims(now: DateTime<Utc>) -> CredentialClaims {
+        let Ok(q) = Qualification::parse(
+            "q",
+            Some(Category::ProfessionalTitle),
+            "engineering",
+            4,
+            "高级工程师",
+        ) else {
+            unreachable!()
+        };
+        CredentialClaims {
+            id: Uuid::now_v7(),
+            issuer_city: city("hangzhou"),
+            qualification: q,
+            holder_name: "张三".into(),
+            window: ValidityWindow {
+                from: now - chrono::Duration::days(1),
+                until: Some(now + chrono::Duration::days(365)),
+            },
+            issued_at: DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+        }
+    }
+
+    fn setup() -> (IssuerSigningKey, Arc<IssuerVerifyingKey>, DateTime<Utc>) {
+        let now = Utc::now();
+        let Ok(k) = IssuerSigningKey::generate(&city("hangzhou"), now) else { unreachable!() };
+        let vk = Arc::new(k.verifying_key(now - chrono::Duration::hours(1)));
+        (k, vk, now)
+    }
+
+    #[test]
+    fn signed_credential_verifies_and_round_trips() {
+        let (k, vk, now) = setup();
+        let c = claims(now);
+        let Ok(token) = sign(&k, &c) else { unreachable!() };
+        let v = verify_token(&token, |kid| (kid == vk.kid).then(|| vk.clone()), now);
+        assert!(matches!(v.signature, Outcome::Passed(_)), "{v:?}");
+        assert!(matches!(v.issuer, Outcome::Passed(_)), "{v:?}");
+        assert!(matches!(v.window, Outcome::Passed(_)), "{v:?}");
+        assert_eq!(v.claims.as_ref(), Some(&c));
+        let header = token.split('.').next().unwrap_or_default();
+        let header = String::from_utf8(URL_SAFE_NO_PAD.decode(header).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(header.contains("\"typ\":\"vc+jwt\""), "{header}");
+    }
+
+    #[test]
+    fn tampered_payload_fails_the_signature() {
+        let (k, vk, now) = setup();
+        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let parts: Vec<&str> = token.split('.').collect();
+        let payload = URL_SAFE_NO_PAD.decode(parts[1]).unwrap_or_default();
+        let forged = String::from_utf8(payload).unwrap_or_default().replace("\"level\":4", "\"level\":5");
+        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(forged), parts[2]);
+        let v = verify_token(&forged, |_| Some(vk.clone()), now);
+        assert_eq!(v.signature, Outcome::Failed("signature does not verify".into()));
+        assert!(v.claims.is_none());
+    }
+
+    #[test]
+    fn unknown_kid_and_foreign_key_fail() {
+        let (k, _vk, now) = setup();
+        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let v = verify_token(&token, |_| None, now);
+        assert!(!v.signature.ok() && !v.issuer.ok());
+        // A Hefei key that signs a Hangzhou claim fails the issuer check.
+        let Ok(hefei) = IssuerSigningKey::generate(&city("hefei"), now) else { unreachable!() };
+        let Ok(token) = sign(&hefei, &claims(now)) else { unreachable!() };
+        let hvk = Arc::new(hefei.verifying_key(now - chrono::Duration::hours(1)));
+        let v = verify_token(&token, |_| Some(hvk.clone()), now);
+        assert!(v.signature.ok());
+        assert!(!v.issuer.ok(), "{v:?}");
+    }
+
+    #[test]
+    fn retired_key_window_is_enforced() {
+        let (k, _, now) = setup();
+        let c = claims(now);
+        let Ok(token) = sign(&k, &c) else { unreachable!() };
+        let mut retired = k.verifying_key(now - chrono::Duration::days(10));
+        retired.not_after = Some(now - chrono::Duration::days(5));
+        let retired = Arc::new(retired);
+        let v = verify_token(&token, |_| Some(retired.clone()), now);
+        assert_eq!(v.issuer, Outcome::Failed("issued after the key was retired".into()));
+    }
+
+    #[test]
+    fn window_and_garbage() {
+        let (k, vk, now) = setup();
+        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let later = now + chrono::Duration::days(400);
+        let v = verify_token(&token, |_| Some(vk.clone()), later);
+        assert_eq!(v.window, Outcome::Failed("expired".into()));
+        let v = verify_token("garbage", |_| Some(vk.clone()), now);
+        assert!(!v.signature.ok());
+        let r = Report::new(&v, Outcome::Skipped("x".into()), Outcome::Skipped("x".into()));
+        assert!(!r.valid);
+    }
+}
