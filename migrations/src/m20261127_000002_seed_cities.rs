@@ -18,7 +18,12 @@ enum Cities {
 
 /// (code, Chinese name, English name, province).
 const FOUNDING_CITIES: [(&str, &str, &str, &str); 9] = [
-    ("songjiang", "上海市松江区", "Shanghai Songjiang", "Shanghai"),
+    (
+        "songjiang",
+        "上海市松江区",
+        "Shanghai Songjiang",
+        "Shanghai",
+    ),
     ("jiaxing", "嘉兴", "Jiaxing", "Zhejiang"),
     ("hangzhou", "杭州", "Hangzhou", "Zhejiang"),
     ("jinhua", "金华", "Jinhua", "Zhejiang"),
@@ -46,7 +51,7 @@ impl MigrationTrait for Migration {
                 zh.into(),
                 en.into(),
                 province.into(),
-                Expr::current_timestamp().into(),
+                Expr::current_timestamp(),
             ]);
         }
         manager.exec_stmt(insert).await

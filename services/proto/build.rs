@@ -12,7 +12,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|f| root.join(format!("g60/talent/v1/{f}.proto")));
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("g60_talent_v1_descriptor.bin"), fds.encode_to_vec())?;
+    std::fs::write(
+        out.join("g60_talent_v1_descriptor.bin"),
+        fds.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -1,1 +1,11 @@
+//! Integration tests of the gRPC API against Postgres. One binary; each
+//! module covers one concern. Every test starts its own server on its own
+//! database (see the `corridor-tests` kit).
 
+mod auth;
+mod cities;
+mod credentials;
+mod idempotency;
+mod privacy;
+mod support;
+mod verification;

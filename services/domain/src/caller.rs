@@ -114,7 +114,10 @@ impl Caller {
             Ok(())
         } else {
             let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-            Err(Denied(format!("requires one of the roles {}", names.join(", "))))
+            Err(Denied(format!(
+                "requires one of the roles {}",
+                names.join(", ")
+            )))
         }
     }
 }
@@ -185,7 +188,10 @@ impl IdentityVerifier {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Unauthenticated(format!("malformed header: {e}")))?;
         if header.alg != Algorithm::EdDSA {
-            return Err(Unauthenticated(format!("algorithm {:?} not allowed", header.alg)));
+            return Err(Unauthenticated(format!(
+                "algorithm {:?} not allowed",
+                header.alg
+            )));
         }
         let kid = header
             .kid
@@ -319,7 +325,13 @@ mod tests {
     fn accepts_a_good_token() {
         let (m, v) = setup();
         let t = m
-            .mint("hz-hr", Some("hangzhou"), &["issuer", "astronaut"], Utc::now(), chrono::Duration::minutes(5))
+            .mint(
+                "hz-hr",
+                Some("hangzhou"),
+                &["issuer", "astronaut"],
+                Utc::now(),
+                chrono::Duration::minutes(5),
+            )
             .unwrap();
         let c = v.verify(&t).unwrap();
         assert_eq!(c.roles, vec![Role::Issuer]);
@@ -352,7 +364,10 @@ mod tests {
         assert!(v.verify(&m.sign(&j).unwrap()).is_err());
         // alg none.
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&good).unwrap());
-        let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#));
+        let none = format!(
+            "{}.{payload}.",
+            URL_SAFE_NO_PAD.encode(r#"{"alg":"none","kid":"k1"}"#)
+        );
         assert!(v.verify(&none).is_err());
         // HS256 signed with the public key as the secret (algorithm confusion).
         let (_, pk) = IdentityMinter::from_seed("k1", [9; 32], ISS, AUD);

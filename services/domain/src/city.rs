@@ -47,8 +47,20 @@ mod tests {
 
     #[test]
     fn accepts_codes_and_rejects_the_rest() {
-        assert_eq!(CityCode::parse("c", "hangzhou").map(|c| c.0), Ok("hangzhou".into()));
-        for bad in ["", "H", "Hangzhou", "hang zhou", "-a", "a-", "杭州", &"a".repeat(33)] {
+        assert_eq!(
+            CityCode::parse("c", "hangzhou").map(|c| c.0),
+            Ok("hangzhou".into())
+        );
+        for bad in [
+            "",
+            "H",
+            "Hangzhou",
+            "hang zhou",
+            "-a",
+            "a-",
+            "杭州",
+            &"a".repeat(33),
+        ] {
             assert!(CityCode::parse("c", bad).is_err(), "{bad:?} accepted");
         }
     }

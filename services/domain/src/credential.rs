@@ -99,7 +99,10 @@ pub struct IllegalTransition {
 pub fn parse_reason(field: &str, raw: &str) -> Result<String, Violations> {
     let r = raw.trim();
     if r.is_empty() || r.chars().count() > 500 {
-        return Err(Violations::one(field, "a reason of 1 to 500 characters is required"));
+        return Err(Violations::one(
+            field,
+            "a reason of 1 to 500 characters is required",
+        ));
     }
     Ok(r.to_owned())
 }
@@ -189,8 +192,13 @@ mod tests {
     fn window_positions() {
         let t0 = DateTime::<Utc>::UNIX_EPOCH;
         let t1 = t0 + chrono::Duration::days(1);
-        let Ok(w) = ValidityWindow::parse(t0, Some(t1), "u") else { unreachable!() };
-        assert_eq!(w.position(t0 - chrono::Duration::seconds(1)), WindowPosition::NotYetValid);
+        let Ok(w) = ValidityWindow::parse(t0, Some(t1), "u") else {
+            unreachable!()
+        };
+        assert_eq!(
+            w.position(t0 - chrono::Duration::seconds(1)),
+            WindowPosition::NotYetValid
+        );
         assert_eq!(w.position(t0), WindowPosition::Within);
         assert_eq!(w.position(t1), WindowPosition::Expired);
         assert!(ValidityWindow::parse(t1, Some(t0), "u").is_err());

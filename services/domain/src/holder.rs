@@ -146,13 +146,17 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_number() {
-        let Ok(id) = NationalId::parse("id", SAMPLE) else { unreachable!() };
+        let Ok(id) = NationalId::parse("id", SAMPLE) else {
+            unreachable!()
+        };
         assert!(!format!("{id:?}").contains("110105"));
     }
 
     #[test]
     fn hash_is_keyed_and_stable() {
-        let Ok(id) = NationalId::parse("id", SAMPLE) else { unreachable!() };
+        let Ok(id) = NationalId::parse("id", SAMPLE) else {
+            unreachable!()
+        };
         let (Ok(a), Ok(b)) = (HolderHasher::new(&[1; 32]), HolderHasher::new(&[2; 32])) else {
             unreachable!()
         };

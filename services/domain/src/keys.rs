@@ -266,7 +266,9 @@ mod tests {
     use super::*;
 
     fn city() -> CityCode {
-        let Ok(c) = CityCode::parse("c", "hangzhou") else { unreachable!() };
+        let Ok(c) = CityCode::parse("c", "hangzhou") else {
+            unreachable!()
+        };
         c
     }
 

@@ -159,7 +159,9 @@ mod tests {
             assert!(Qualification::parse("q", Some(c), "x", 1, "t").is_ok());
             assert!(Qualification::parse("q", Some(c), "x", i32::from(c.max_level()), "t").is_ok());
             assert!(Qualification::parse("q", Some(c), "x", 0, "t").is_err());
-            assert!(Qualification::parse("q", Some(c), "x", i32::from(c.max_level()) + 1, "t").is_err());
+            assert!(
+                Qualification::parse("q", Some(c), "x", i32::from(c.max_level()) + 1, "t").is_err()
+            );
         }
     }
 
@@ -172,7 +174,11 @@ mod tests {
         let fields: Vec<_> = v.iter().map(|v| v.field.as_str()).collect();
         assert_eq!(
             fields,
-            ["qualification.category", "qualification.series", "qualification.title"]
+            [
+                "qualification.category",
+                "qualification.series",
+                "qualification.title"
+            ]
         );
     }
 

@@ -76,7 +76,11 @@ struct WireCredential {
     issuer: String,
     #[serde(rename = "validFrom")]
     valid_from: DateTime<Utc>,
-    #[serde(rename = "validUntil", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "validUntil",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     valid_until: Option<DateTime<Utc>>,
     #[serde(rename = "credentialSubject")]
     credential_subject: WireSubject,
@@ -226,8 +230,12 @@ pub fn verify_token(
     };
     let Some(key) = key_for(&kid_str) else {
         return TokenVerification::rejected(
-            Outcome::failed(format!("key {kid_str} is unknown: signature cannot be checked")),
-            Outcome::failed(format!("key {kid_str} is not a registered corridor issuer key")),
+            Outcome::failed(format!(
+                "key {kid_str} is unknown: signature cannot be checked"
+            )),
+            Outcome::failed(format!(
+                "key {kid_str} is not a registered corridor issuer key"
+            )),
             kid,
         );
     };
@@ -294,11 +302,14 @@ fn issuer_check(key: &IssuerVerifyingKey, claims: &CredentialClaims) -> Outcome 
     {
         return Outcome::failed("issued after the key was retired");
     }
-    Outcome::Passed(format!("issued by {} with key {}", claims.issuer_city, key.kid))
+    Outcome::Passed(format!(
+        "issued by {} with key {}",
+        claims.issuer_city, key.kid
+    ))
 }
 
 fn parse_wire(w: WireCredential) -> Option<CredentialClaims> {
-    if !w.context.first().is_some_and(|c| c == VC_CONTEXT_V2)
+    if w.context.first().is_none_or(|c| c != VC_CONTEXT_V2)
         || !w.types.iter().any(|t| t == "VerifiableCredential")
         || w.iss != w.issuer
         || w.jti != w.id
@@ -365,7 +376,9 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn city(c: &str) -> CityCode {
-        let Ok(c) = CityCode::parse("c", c) else { unreachable!() };
+        let Ok(c) = CityCode::parse("c", c) else {
+            unreachable!()
+        };
         c
     }
 
@@ -394,7 +407,9 @@ mod tests {
 
     fn setup() -> (IssuerSigningKey, Arc<IssuerVerifyingKey>, DateTime<Utc>) {
         let now = Utc::now();
-        let Ok(k) = IssuerSigningKey::generate(&city("hangzhou"), now) else { unreachable!() };
+        let Ok(k) = IssuerSigningKey::generate(&city("hangzhou"), now) else {
+            unreachable!()
+        };
         let vk = Arc::new(k.verifying_key(now - chrono::Duration::hours(1)));
         (k, vk, now)
     }
@@ -403,7 +418,9 @@ mod tests {
     fn signed_credential_verifies_and_round_trips() {
         let (k, vk, now) = setup();
         let c = claims(now);
-        let Ok(token) = sign(&k, &c) else { unreachable!() };
+        let Ok(token) = sign(&k, &c) else {
+            unreachable!()
+        };
         let v = verify_token(&token, |kid| (kid == vk.kid).then(|| vk.clone()), now);
         assert!(matches!(v.signature, Outcome::Passed(_)), "{v:?}");
         assert!(matches!(v.issuer, Outcome::Passed(_)), "{v:?}");
@@ -418,25 +435,43 @@ mod tests {
     #[test]
     fn tampered_payload_fails_the_signature() {
         let (k, vk, now) = setup();
-        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let Ok(token) = sign(&k, &claims(now)) else {
+            unreachable!()
+        };
         let parts: Vec<&str> = token.split('.').collect();
         let payload = URL_SAFE_NO_PAD.decode(parts[1]).unwrap_or_default();
-        let forged = String::from_utf8(payload).unwrap_or_default().replace("\"level\":4", "\"level\":5");
-        let forged = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(forged), parts[2]);
+        let forged = String::from_utf8(payload)
+            .unwrap_or_default()
+            .replace("\"level\":4", "\"level\":5");
+        let forged = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(forged),
+            parts[2]
+        );
         let v = verify_token(&forged, |_| Some(vk.clone()), now);
-        assert_eq!(v.signature, Outcome::Failed("signature does not verify".into()));
+        assert_eq!(
+            v.signature,
+            Outcome::Failed("signature does not verify".into())
+        );
         assert!(v.claims.is_none());
     }
 
     #[test]
     fn unknown_kid_and_foreign_key_fail() {
         let (k, _vk, now) = setup();
-        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let Ok(token) = sign(&k, &claims(now)) else {
+            unreachable!()
+        };
         let v = verify_token(&token, |_| None, now);
         assert!(!v.signature.ok() && !v.issuer.ok());
         // A Hefei key that signs a Hangzhou claim fails the issuer check.
-        let Ok(hefei) = IssuerSigningKey::generate(&city("hefei"), now) else { unreachable!() };
-        let Ok(token) = sign(&hefei, &claims(now)) else { unreachable!() };
+        let Ok(hefei) = IssuerSigningKey::generate(&city("hefei"), now) else {
+            unreachable!()
+        };
+        let Ok(token) = sign(&hefei, &claims(now)) else {
+            unreachable!()
+        };
         let hvk = Arc::new(hefei.verifying_key(now - chrono::Duration::hours(1)));
         let v = verify_token(&token, |_| Some(hvk.clone()), now);
         assert!(v.signature.ok());
@@ -447,24 +482,35 @@ mod tests {
     fn retired_key_window_is_enforced() {
         let (k, _, now) = setup();
         let c = claims(now);
-        let Ok(token) = sign(&k, &c) else { unreachable!() };
+        let Ok(token) = sign(&k, &c) else {
+            unreachable!()
+        };
         let mut retired = k.verifying_key(now - chrono::Duration::days(10));
         retired.not_after = Some(now - chrono::Duration::days(5));
         let retired = Arc::new(retired);
         let v = verify_token(&token, |_| Some(retired.clone()), now);
-        assert_eq!(v.issuer, Outcome::Failed("issued after the key was retired".into()));
+        assert_eq!(
+            v.issuer,
+            Outcome::Failed("issued after the key was retired".into())
+        );
     }
 
     #[test]
     fn window_and_garbage() {
         let (k, vk, now) = setup();
-        let Ok(token) = sign(&k, &claims(now)) else { unreachable!() };
+        let Ok(token) = sign(&k, &claims(now)) else {
+            unreachable!()
+        };
         let later = now + chrono::Duration::days(400);
         let v = verify_token(&token, |_| Some(vk.clone()), later);
         assert_eq!(v.window, Outcome::Failed("expired".into()));
         let v = verify_token("garbage", |_| Some(vk.clone()), now);
         assert!(!v.signature.ok());
-        let r = Report::new(&v, Outcome::Skipped("x".into()), Outcome::Skipped("x".into()));
+        let r = Report::new(
+            &v,
+            Outcome::Skipped("x".into()),
+            Outcome::Skipped("x".into()),
+        );
         assert!(!r.valid);
     }
 }

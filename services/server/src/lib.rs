@@ -1,1 +1,21 @@
-//! stub
+//! The Talent Corridor server.
+//!
+//! Owns everything between the wire and the database:
+//! - [`api`]: the gRPC handlers, one module per service in the proto;
+//! - [`store`]: the database connection and repository functions, one module per table;
+//! - [`keyring`]: the in-memory cache of city issuer keys;
+//! - [`config`]: layered configuration and the `--dev` defaults;
+//! - [`state`]: what every handler shares;
+//! - [`server`]: assembling services, health, reflection and limits;
+//! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`).
+//!
+//! Domain rules live in `corridor-domain`; this crate only wires them up.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keyring;
+pub mod server;
+pub mod state;
+pub mod store;

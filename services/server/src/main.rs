@@ -1,1 +1,16 @@
-fn main(){}
+//! `corridor`: the Talent Corridor binary. Telemetry, arguments, run.
+
+use clap::Parser;
+use corridor_server::cli::Cli;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    Cli::parse().run().await
+}

@@ -1,0 +1,137 @@
+//! The `corridor` command line.
+
+use std::path::PathBuf;
+
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::config::{Settings, dev_identity_minter};
+use crate::state::AppState;
+use crate::{server, store};
+
+/// Talent Corridor: the G60 credential service.
+#[derive(Debug, Parser)]
+#[command(name = "corridor", version)]
+pub struct Cli {
+    /// Configuration file (TOML); `CORRIDOR_*` environment variables override it.
+    #[arg(long, global = true, env = "CORRIDOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Development mode: SQLite under ./data, development secrets, trust the
+    /// development identity key. Never for real users.
+    #[arg(long, global = true)]
+    pub dev: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server.
+    Serve {
+        /// Address to listen on (overrides the configuration).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Mint an identity token signed with the development identity key.
+    Token {
+        /// Subject.
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// City the token is scoped to.
+        #[arg(long)]
+        city: Option<String>,
+        /// Roles, comma-separated (issuer, recognizer, policy_admin, verifier, auditor, corridor_admin).
+        #[arg(long, value_delimiter = ',', default_value = "verifier")]
+        roles: Vec<String>,
+        /// Lifetime in minutes.
+        #[arg(long, default_value_t = 60)]
+        ttl_minutes: i64,
+    },
+}
+
+impl Cli {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let s = Settings::load(self.config.as_deref())?;
+        Ok(if self.dev { s.with_dev_defaults() } else { s })
+    }
+
+    /// Runs the command.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match &self.command {
+            Command::Serve { listen } => {
+                let mut settings = self.settings()?;
+                if let Some(l) = listen {
+                    settings.listen = *l;
+                }
+                if self.dev {
+                    std::fs::create_dir_all("data")?;
+                    tracing::warn!(
+                        "development mode: public development secrets, SQLite, dev identity key trusted"
+                    );
+                }
+                let (state, audit_task) = AppState::build(&settings).await?;
+                let listener = TcpListener::bind(settings.listen).await?;
+                server::serve(listener, state, settings.limits, shutdown_signal()).await?;
+                // The server has dropped its state; the audit writer flushes and ends.
+                let _ = audit_task.await;
+                Ok(())
+            }
+            Command::Migrate => {
+                let settings = self.settings()?;
+                if self.dev {
+                    std::fs::create_dir_all("data")?;
+                }
+                let db = store::connect(settings.database_url()?).await?;
+                store::migrate(&db).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Token {
+                sub,
+                city,
+                roles,
+                ttl_minutes,
+            } => {
+                let settings = self.settings()?;
+                let (minter, _) = dev_identity_minter(&settings.identity.audience);
+                let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+                let token = minter.mint(
+                    sub,
+                    city.as_deref(),
+                    &roles,
+                    Utc::now(),
+                    chrono::Duration::minutes(*ttl_minutes),
+                )?;
+                println!("{token}");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

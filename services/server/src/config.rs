@@ -1,0 +1,275 @@
+//! Configuration: defaults, then an optional TOML file, then environment
+//! variables prefixed `CORRIDOR_` (nested keys joined by `__`, e.g.
+//! `CORRIDOR_SECRETS__KEY_ENCRYPTION_KEY`). Secrets are wrapped in
+//! `SecretString` so they never print.
+//!
+//! `--dev` fills in what a first run on a laptop lacks: an SQLite database
+//! under `./data`, fixed development secrets, and trust in the development
+//! identity key that `corridor token` signs with. Those values are public
+//! (they are in this file), so `--dev` must never face real users; without
+//! it, the server refuses to start with any secret missing.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use corridor_domain::caller::{IdentityMinter, IdentityVerifier};
+use corridor_domain::holder::HolderHasher;
+use corridor_domain::keys::KeyEncryptionKey;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Issuer (`iss`) of development identity tokens.
+pub const DEV_IDP_ISSUER: &str = "https://idp.dev.g60-corridor.local";
+/// Key id of the development identity key.
+pub const DEV_IDP_KID: &str = "dev-idp-1";
+/// The audience (`aud`) this service expects by default.
+pub const DEFAULT_AUDIENCE: &str = "g60-talent-corridor";
+/// Where `--dev` keeps its SQLite database.
+pub const DEV_DATABASE_URL: &str = "sqlite://data/corridor-dev.sqlite?mode=rwc";
+
+/// A public, fixed 32-byte value derived from `label`: development secrets only.
+fn dev_bytes(label: &str) -> [u8; 32] {
+    Sha256::digest(format!("g60-talent-corridor development only: {label}")).into()
+}
+
+/// The development identity minter (and its public key).
+pub fn dev_identity_minter(audience: &str) -> (IdentityMinter, [u8; 32]) {
+    IdentityMinter::from_seed(DEV_IDP_KID, dev_bytes("identity"), DEV_IDP_ISSUER, audience)
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Database URL (`postgres://...` or `sqlite://...`); `--dev` defaults it.
+    pub database_url: Option<String>,
+    /// Run migrations on start.
+    pub migrate_on_start: bool,
+    /// Secrets.
+    pub secrets: Secrets,
+    /// The identity provider.
+    pub identity: IdentitySettings,
+    /// Server limits.
+    pub limits: Limits,
+}
+
+/// Secret keys, base64 (standard alphabet).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Secrets {
+    /// 32 bytes: seals issuer private keys at rest.
+    #[serde(serialize_with = "ser_secret")]
+    pub key_encryption_key: Option<SecretString>,
+    /// At least 32 bytes: keys the national ID hash.
+    #[serde(serialize_with = "ser_secret")]
+    pub holder_hash_key: Option<SecretString>,
+}
+
+fn ser_secret<S: serde::Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+    // Only used to feed defaults into figment: secrets are never in defaults.
+    match v {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
+}
+
+/// A trusted identity-provider signing key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdpKey {
+    /// Key id, as in the token header.
+    pub kid: String,
+    /// Ed25519 public key, base64url (JWK `x`).
+    pub x: String,
+}
+
+/// The identity provider whose tokens are accepted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IdentitySettings {
+    /// Expected `iss`.
+    pub issuer: Option<String>,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Trusted keys.
+    pub keys: Vec<IdpKey>,
+}
+
+/// Server limits.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest request message, bytes.
+    pub max_message_bytes: usize,
+    /// Per-request deadline, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Requests served at once, across connections.
+    pub max_concurrent_requests: usize,
+    /// Streams per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 512,
+            max_concurrent_streams: 128,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database_url: None,
+            migrate_on_start: true,
+            secrets: Secrets::default(),
+            identity: IdentitySettings {
+                issuer: None,
+                audience: DEFAULT_AUDIENCE.to_owned(),
+                keys: Vec::new(),
+            },
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Configuration problems; the server does not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Reading or merging failed.
+    #[error("configuration: {0}")]
+    Load(String),
+    /// A required value is missing.
+    #[error("configuration: {0} is required (or run with --dev)")]
+    Missing(&'static str),
+    /// A value is malformed.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (if given and present), then `CORRIDOR_*`.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(f) = file {
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("CORRIDOR_").split("__"));
+        fig.extract().map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    /// Fills in development values for whatever is not configured.
+    pub fn with_dev_defaults(mut self) -> Self {
+        if self.database_url.is_none() {
+            self.database_url = Some(DEV_DATABASE_URL.to_owned());
+        }
+        if self.secrets.key_encryption_key.is_none() {
+            self.secrets.key_encryption_key =
+                Some(STANDARD.encode(dev_bytes("key-encryption-key")).into());
+        }
+        if self.secrets.holder_hash_key.is_none() {
+            self.secrets.holder_hash_key =
+                Some(STANDARD.encode(dev_bytes("holder-hash-key")).into());
+        }
+        if self.identity.issuer.is_none() {
+            self.identity.issuer = Some(DEV_IDP_ISSUER.to_owned());
+        }
+        if !self.identity.keys.iter().any(|k| k.kid == DEV_IDP_KID) {
+            let (_, pk) = dev_identity_minter(&self.identity.audience);
+            self.identity.keys.push(IdpKey {
+                kid: DEV_IDP_KID.to_owned(),
+                x: URL_SAFE_NO_PAD.encode(pk),
+            });
+        }
+        self
+    }
+
+    /// The database URL.
+    pub fn database_url(&self) -> Result<&str, ConfigError> {
+        self.database_url
+            .as_deref()
+            .ok_or(ConfigError::Missing("database_url (CORRIDOR_DATABASE_URL)"))
+    }
+
+    /// The key-encryption key.
+    pub fn kek(&self) -> Result<KeyEncryptionKey, ConfigError> {
+        let raw = secret_bytes(
+            self.secrets.key_encryption_key.as_ref(),
+            "secrets.key_encryption_key (CORRIDOR_SECRETS__KEY_ENCRYPTION_KEY)",
+        )?;
+        KeyEncryptionKey::new(&raw).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The holder hasher.
+    pub fn holder_hasher(&self) -> Result<HolderHasher, ConfigError> {
+        let raw = secret_bytes(
+            self.secrets.holder_hash_key.as_ref(),
+            "secrets.holder_hash_key (CORRIDOR_SECRETS__HOLDER_HASH_KEY)",
+        )?;
+        HolderHasher::new(&raw).map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The identity-token verifier.
+    pub fn identity_verifier(&self) -> Result<IdentityVerifier, ConfigError> {
+        let issuer = self.identity.issuer.as_deref().ok_or(ConfigError::Missing(
+            "identity.issuer (CORRIDOR_IDENTITY__ISSUER)",
+        ))?;
+        if self.identity.keys.is_empty() {
+            return Err(ConfigError::Missing("identity.keys"));
+        }
+        let mut keys = Vec::with_capacity(self.identity.keys.len());
+        for k in &self.identity.keys {
+            let pk: [u8; 32] = URL_SAFE_NO_PAD
+                .decode(k.x.trim_end_matches('='))
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "identity key {} must be 32 bytes of base64url",
+                        k.kid
+                    ))
+                })?;
+            keys.push((k.kid.clone(), pk));
+        }
+        Ok(IdentityVerifier::new(issuer, &self.identity.audience, keys))
+    }
+}
+
+fn secret_bytes(s: Option<&SecretString>, name: &'static str) -> Result<Vec<u8>, ConfigError> {
+    let s = s.ok_or(ConfigError::Missing(name))?;
+    STANDARD
+        .decode(s.expose_secret().trim())
+        .map_err(|_| ConfigError::Invalid(format!("{name} must be base64")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_settings_need_every_secret() {
+        let s = Settings::default();
+        assert!(s.kek().is_err());
+        assert!(s.holder_hasher().is_err());
+        assert!(s.identity_verifier().is_err());
+        assert!(s.database_url().is_err());
+        let d = Settings::default().with_dev_defaults();
+        assert!(d.kek().is_ok() && d.holder_hasher().is_ok() && d.identity_verifier().is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let d = Settings::default().with_dev_defaults();
+        let shown = format!("{d:?}");
+        let Some(kek) = &d.secrets.key_encryption_key else {
+            unreachable!()
+        };
+        assert!(!shown.contains(kek.expose_secret()));
+    }
+}

@@ -1,0 +1,85 @@
+//! The state every handler shares, and how it is built from [`Settings`].
+
+use std::sync::Arc;
+
+use corridor_domain::caller::IdentityVerifier;
+use corridor_domain::holder::HolderHasher;
+use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use tokio::task::JoinHandle;
+
+use crate::config::Settings;
+use crate::keyring::Keyring;
+use crate::store;
+use crate::store::audit::AuditWriter;
+use crate::store::entities::city;
+
+/// Shared, cheaply clonable state.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub struct Inner {
+    /// The connection pool.
+    pub db: DatabaseConnection,
+    /// Issuer keys.
+    pub keyring: Keyring,
+    /// National-ID hasher.
+    pub hasher: HolderHasher,
+    /// Identity-token verifier.
+    pub identity: IdentityVerifier,
+    /// Background audit writer for verifications.
+    pub audit: AuditWriter,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl AppState {
+    /// Connects, migrates if configured, creates missing city keys and loads
+    /// the keyring. Returns the state and the audit writer's task, which ends
+    /// after the last clone of the state is dropped.
+    pub async fn build(settings: &Settings) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let db = store::connect(settings.database_url()?).await?;
+        if settings.migrate_on_start {
+            store::migrate(&db).await?;
+        }
+        Self::from_parts(db, settings).await
+    }
+
+    /// Like [`AppState::build`] on an existing, migrated connection.
+    pub async fn from_parts(
+        db: DatabaseConnection,
+        settings: &Settings,
+    ) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let keyring = Keyring::new(settings.kek()?);
+        let codes: Vec<String> = city::Entity::find()
+            .order_by_asc(city::Column::Code)
+            .all(&db)
+            .await?
+            .into_iter()
+            .map(|c| c.code)
+            .collect();
+        keyring
+            .bootstrap(&db, &codes)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating issuer keys: {e}"))?;
+        let (audit, audit_task) = AuditWriter::spawn(db.clone());
+        let state = Self {
+            inner: Arc::new(Inner {
+                db,
+                keyring,
+                hasher: settings.holder_hasher()?,
+                identity: settings.identity_verifier()?,
+                audit,
+            }),
+        };
+        Ok((state, audit_task))
+    }
+}

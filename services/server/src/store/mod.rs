@@ -1,0 +1,41 @@
+//! Storage: the database connection and the repository functions, one
+//! module per table. Everything above this module talks to the database only
+//! through these functions, so a newcomer finds every query here.
+
+pub mod audit;
+pub mod credentials;
+pub mod entities;
+pub mod keys;
+pub mod request_log;
+
+use std::time::Duration;
+
+use corridor_migrations::Migrator;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
+use sea_orm_migration::MigratorTrait;
+
+/// Opens a connection pool. SQLite (the zero-setup dev database) gets a
+/// single connection: SQLite serializes writers anyway, and one connection
+/// avoids `database is locked` errors under concurrent requests.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        opts.max_connections(1).min_connections(1);
+    } else {
+        opts.max_connections(20).min_connections(1);
+    }
+    Database::connect(opts).await
+}
+
+/// Applies every pending migration.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// Whether `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}

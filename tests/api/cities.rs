@@ -1,0 +1,274 @@
+//! CityRegistryService, key rotation, health and reflection.
+
+use corridor_proto::v1;
+use corridor_tests::{TestApp, authed};
+use tonic::Code;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn nine_cities_with_keys() {
+    let app = TestApp::spawn().await;
+    let mut cities = app.cities().await;
+    let list = cities
+        .list_cities(v1::ListCitiesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .cities;
+    let codes: Vec<&str> = list.iter().map(|c| c.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        [
+            "hangzhou",
+            "hefei",
+            "huzhou",
+            "jiaxing",
+            "jinhua",
+            "songjiang",
+            "suzhou",
+            "wuhu",
+            "xuancheng"
+        ]
+    );
+    assert!(
+        list.iter().any(|c| c.code == "songjiang"
+            && c.province == "Shanghai"
+            && c.name_zh == "上海市松江区")
+    );
+    for c in &list {
+        let keys = cities
+            .get_issuer_keys(v1::GetIssuerKeysRequest {
+                city: c.code.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(keys.keys.len(), 1, "{}", c.code);
+        assert_eq!(keys.keys[0].status, v1::IssuerKeyStatus::Current as i32);
+        let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json).unwrap();
+        assert_eq!(jwks["keys"][0]["kty"], "OKP");
+        assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+        assert_eq!(jwks["keys"][0]["x"], keys.keys[0].x.as_str());
+        // Public material only.
+        assert!(jwks["keys"][0].get("d").is_none());
+    }
+    let err = cities
+        .get_issuer_keys(v1::GetIssuerKeysRequest {
+            city: "atlantis".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = cities
+        .get_issuer_keys(v1::GetIssuerKeysRequest {
+            city: "Not A City".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn credentials_signed_before_a_rotation_still_verify() {
+    let app = TestApp::spawn().await;
+    let before = issue(&app, "hangzhou", "rot-1").await;
+    let mut cities = app.cities().await;
+
+    // Only a corridor admin rotates.
+    let err = cities
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: "r-0".into(),
+                city: "hangzhou".into(),
+            },
+            &app.issuer("hangzhou"),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    let rotated = cities
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: "r-1".into(),
+                city: "hangzhou".into(),
+            },
+            &app.admin(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let retired = rotated.retired_key.unwrap();
+    let current = rotated.current_key.unwrap();
+    assert_eq!(retired.kid, before.kid);
+    assert_eq!(retired.status, v1::IssuerKeyStatus::Retired as i32);
+    assert!(retired.not_after.is_some());
+    assert_ne!(current.kid, before.kid);
+
+    // The old credential verifies against the retired key...
+    let v = verify_token(&app, &before.token, "").await;
+    assert!(v.valid, "{v:?}");
+    // ...and new ones are signed with the new key.
+    let after = issue(&app, "hangzhou", "rot-2").await;
+    assert_eq!(after.kid, current.kid);
+    assert!(verify_token(&app, &after.token, "").await.valid);
+
+    // The JWKS publishes both, the retired one with its window.
+    let keys = cities
+        .get_issuer_keys(v1::GetIssuerKeysRequest {
+            city: "hangzhou".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(keys.keys.len(), 2);
+    assert_eq!(keys.keys[0].kid, current.kid);
+    assert_eq!(keys.keys[1].kid, before.kid);
+    let jwks: serde_json::Value = serde_json::from_str(&keys.jwks_json).unwrap();
+    assert!(jwks["keys"][1]["exp"].is_i64());
+
+    // A retried rotation is not a second rotation.
+    let again = cities
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: "r-1".into(),
+                city: "hangzhou".into(),
+            },
+            &app.admin(),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.current_key.unwrap().kid, current.kid);
+    assert_eq!(
+        audit_actions(&app, "hangzhou").await,
+        ["issuer_key.rotated"]
+    );
+
+    // Another city's keys are untouched.
+    let hefei = cities
+        .get_issuer_keys(v1::GetIssuerKeysRequest {
+            city: "hefei".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hefei.keys.len(), 1);
+}
+
+#[tokio::test]
+async fn a_rotation_on_another_replica_is_picked_up() {
+    // Two servers on one database: B rotates, A verifies and issues.
+    let a = TestApp::spawn().await;
+    let before = issue(&a, "suzhou", "rep-1").await;
+    let db_b = a.db.clone();
+    let settings = corridor_server::config::Settings::default().with_dev_defaults();
+    let (state_b, _t) = corridor_server::state::AppState::from_parts(db_b, &settings)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr_b = listener.local_addr().unwrap();
+    tokio::spawn(corridor_server::server::serve(
+        listener,
+        state_b,
+        settings.limits,
+        std::future::pending(),
+    ));
+    let mut b_cities = v1::city_registry_service_client::CityRegistryServiceClient::connect(
+        format!("http://{addr_b}"),
+    )
+    .await
+    .unwrap();
+    let new_kid = b_cities
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: "rep-r".into(),
+                city: "suzhou".into(),
+            },
+            &a.admin(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .current_key
+        .unwrap()
+        .kid;
+    // Replica A signs with the new key and verifies tokens of both keys.
+    let after = issue(&a, "suzhou", "rep-2").await;
+    assert_eq!(after.kid, new_kid);
+    assert!(verify_token(&a, &after.token, "").await.valid);
+    assert!(verify_token(&a, &before.token, "").await.valid);
+}
+
+#[tokio::test]
+async fn health_and_reflection() {
+    let app = TestApp::spawn().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.raw_channel().await);
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+    let resp = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "g60.talent.v1.CredentialService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        resp.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
+
+    use tokio_stream::StreamExt;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut refl = ServerReflectionClient::new(app.raw_channel().await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = refl
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let msg = stream.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("unexpected reflection answer {msg:?}");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for s in [
+        "g60.talent.v1.CityRegistryService",
+        "g60.talent.v1.CredentialService",
+        "g60.talent.v1.VerificationService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == s), "{s} missing from {names:?}");
+    }
+
+    // The older v1alpha protocol answers too.
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest as AlphaRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient as AlphaClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest as AlphaReq;
+    let mut alpha = AlphaClient::new(app.raw_channel().await);
+    let mut stream = alpha
+        .server_reflection_info(tokio_stream::iter(vec![AlphaRequest {
+            host: String::new(),
+            message_request: Some(AlphaReq::ListServices(String::new())),
+        }]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.next().await.unwrap().is_ok());
+}

@@ -1,0 +1,196 @@
+//! VerificationService: tampering, holder binding, validity, bad input.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use corridor_proto::v1;
+use corridor_tests::{TestApp, authed, national_id, violated_fields};
+use tonic::Code;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn a_tampered_credential_fails_its_signature_check() {
+    let app = TestApp::spawn().await;
+    let c = issue(&app, "hangzhou", "t-1").await;
+    let parts: Vec<&str> = c.token.split('.').collect();
+    let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    assert!(payload.contains("\"level\":4"));
+    let forged_payload = URL_SAFE_NO_PAD.encode(payload.replace("\"level\":4", "\"level\":5"));
+    let forged = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
+
+    let v = verify_token(&app, &forged, "").await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Signature),
+        v1::CheckOutcome::Failed
+    );
+    assert!(
+        v.claims.is_none(),
+        "claims of a forged token must not be returned"
+    );
+
+    // A flipped signature byte fails as well.
+    let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    sig[0] ^= 1;
+    let bad_sig = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(sig));
+    let v = verify_token(&app, &bad_sig, "").await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Signature),
+        v1::CheckOutcome::Failed
+    );
+
+    // Garbage is an answer, not an error.
+    let v = verify_token(&app, "not.a.token", "").await;
+    assert!(!v.valid);
+    // The genuine token still verifies.
+    assert!(verify_token(&app, &c.token, "").await.valid);
+}
+
+#[tokio::test]
+async fn holder_binding() {
+    let app = TestApp::spawn().await;
+    let c = issue(&app, "hangzhou", "h-1").await; // holder 33010619900101123x
+    let holder = national_id("33010619900101123");
+    let other = national_id("33010619900101124");
+
+    let v = verify_token(&app, &c.token, &holder).await;
+    assert!(v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Holder),
+        v1::CheckOutcome::Passed
+    );
+
+    let v = verify_token(&app, &c.token, &other).await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Holder),
+        v1::CheckOutcome::Failed
+    );
+
+    let v = verify_token(&app, &c.token, "").await;
+    assert!(v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Holder),
+        v1::CheckOutcome::Skipped
+    );
+
+    let err = app
+        .verification()
+        .await
+        .verify_credential(authed(
+            v1::VerifyCredentialRequest {
+                credential: Some(v1::verify_credential_request::Credential::Token(
+                    c.token.clone(),
+                )),
+                holder_national_id: "12345".into(),
+            },
+            &app.verifier(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["holder_national_id"]);
+}
+
+#[tokio::test]
+async fn validity_window_is_checked() {
+    let app = TestApp::spawn().await;
+    let mut req = issue_request("w-1", "hangzhou", "33010619900101123");
+    let now = chrono::Utc::now().timestamp();
+    req.valid_from = Some(prost_types::Timestamp {
+        seconds: now - 2 * 365 * 86_400,
+        nanos: 0,
+    });
+    req.valid_until = Some(prost_types::Timestamp {
+        seconds: now - 365 * 86_400,
+        nanos: 0,
+    });
+    let expired = app
+        .credentials()
+        .await
+        .issue_credential(authed(req, &app.issuer("hangzhou")))
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap();
+    let v = verify_id(&app, &expired.id).await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::ValidityWindow),
+        v1::CheckOutcome::Failed
+    );
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Signature),
+        v1::CheckOutcome::Passed
+    );
+
+    let mut req = issue_request("w-2", "hangzhou", "33010619900101123");
+    req.valid_from = Some(prost_types::Timestamp {
+        seconds: now + 86_400,
+        nanos: 0,
+    });
+    let future = app
+        .credentials()
+        .await
+        .issue_credential(authed(req, &app.issuer("hangzhou")))
+        .await
+        .unwrap()
+        .into_inner()
+        .credential
+        .unwrap();
+    let v = verify_id(&app, &future.id).await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::ValidityWindow),
+        v1::CheckOutcome::Failed
+    );
+}
+
+#[tokio::test]
+async fn verify_bad_requests() {
+    let app = TestApp::spawn().await;
+    let mut ver = app.verification().await;
+    let emp = app.verifier();
+    let err = ver
+        .verify_credential(authed(v1::VerifyCredentialRequest::default(), &emp))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["credential"]);
+    let err = ver
+        .verify_credential(authed(
+            v1::VerifyCredentialRequest {
+                credential: Some(v1::verify_credential_request::Credential::CredentialId(
+                    uuid::Uuid::new_v4().to_string(),
+                )),
+                holder_national_id: String::new(),
+            },
+            &emp,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = ver
+        .verify_credential(authed(
+            v1::VerifyCredentialRequest {
+                credential: Some(v1::verify_credential_request::Credential::Token(
+                    "x".repeat(20_000),
+                )),
+                holder_national_id: String::new(),
+            },
+            &emp,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["token"]);
+    // A token from an unknown key.
+    let c = issue(&app, "hangzhou", "u-1").await;
+    let parts: Vec<&str> = c.token.split('.').collect();
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"vc+jwt","alg":"EdDSA","kid":"made-up-kid"}"#);
+    let v = verify_token(&app, &format!("{header}.{}.{}", parts[1], parts[2]), "").await;
+    assert!(!v.valid);
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Issuer),
+        v1::CheckOutcome::Failed
+    );
+}
