@@ -75,6 +75,9 @@ impl Cli {
                     );
                 }
                 let (state, audit_task) = AppState::build(&settings).await?;
+                if self.dev {
+                    crate::sample::seed(&state, &settings).await?;
+                }
                 let listener = TcpListener::bind(settings.listen).await?;
                 server::serve(listener, state, settings.limits, shutdown_signal()).await?;
                 // The server has dropped its state; the audit writer flushes and ends.

@@ -7,6 +7,7 @@
 //! - [`config`]: layered configuration and the `--dev` defaults;
 //! - [`state`]: what every handler shares;
 //! - [`server`]: assembling services, health, reflection and limits;
+//! - [`sample`]: sample credentials for `--dev`;
 //! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`).
 //!
 //! Domain rules live in `corridor-domain`; this crate only wires them up.
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keyring;
+pub mod sample;
 pub mod server;
 pub mod state;
 pub mod store;
