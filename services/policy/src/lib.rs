@@ -1,0 +1,124 @@
+//! The recognition policy engine. No IO: it compiles a city's policy text,
+//! validates it, and decides recognition requests with an explanation.
+//!
+//! **Why Cedar.** Each city's rules are written in [Cedar](https://www.cedarpolicy.com)
+//! (`cedar-policy`), a well-kept policy language with a schema validator: a
+//! misspelt attribute or a wrong type is refused with a line and column before
+//! a policy is published; `forbid` beats `permit`, which is exactly the brief's
+//! hard exclusions; and every decision names the policies that made it.
+//!
+//! **A rule** is one Cedar policy on the action `G60::Action::"recognize"`,
+//! with the principal the receiving city and the resource the source
+//! credential (see `schema.cedarschema`), and these annotations:
+//!
+//! | annotation | required | meaning |
+//! |---|---|---|
+//! | `@id("...")` | yes | the rule id used in explanations; unique in the policy |
+//! | `@outcome("...")` | yes | `permit`: RECOGNIZED, CONDITIONAL or DOWNGRADED; `forbid`: REFERRED or REJECTED |
+//! | `@priority("n")` | no (0) | 0..=1000; among matching rules of one effect the highest wins |
+//! | `@level_offset("-n")` | DOWNGRADED only | the mapped level is the source level minus n (at least 1) |
+//! | `@condition("<expr>")` | CONDITIONAL only | a Cedar expression over `context.facts`; when it holds the rule recognizes, otherwise the decision stays CONDITIONAL with it unmet |
+//! | `@reason("...")` | no | human text shown in the explanation |
+//!
+//! **Precedence**, deterministic and documented in the explanation:
+//! 1. guard rails outside any policy ([`GuardRail`]): revoked, suspended, not
+//!    yet valid, expired, same city → REJECTED;
+//! 2. matching `forbid` rules (exclusions): the highest priority, then the
+//!    smallest rule id, decides (REFERRED or REJECTED);
+//! 3. matching `permit` rules: the highest priority, then the smallest rule id;
+//!    a CONDITIONAL rule whose condition holds gives RECOGNIZED;
+//! 4. nothing matches → REJECTED ("no rule recognizes it").
+//!
+//! Validation refuses, besides schema errors: missing or unknown annotations,
+//! outcomes that contradict the effect, CONDITIONAL without a condition,
+//! DOWNGRADED without a negative offset, duplicate ids, and two rules of one
+//! effect and priority that give different results and can both match some
+//! credential (found by evaluating a grid of synthetic credentials and facts).
+
+mod compile;
+mod eval;
+
+pub use compile::{CompiledPolicy, Diagnostic, Engine, Rule, validate_source};
+pub use eval::{Decision, Facts, GuardRail, Subject, Target};
+
+/// The schema every policy is validated against.
+pub const SCHEMA_SRC: &str = include_str!("schema.cedarschema");
+
+/// A recognition outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Valid in the target city as the mapped local qualification.
+    Recognized,
+    /// Recognized once the listed conditions hold.
+    Conditional,
+    /// Recognized at a lower mapped level.
+    Downgraded,
+    /// Outside automatic recognition: the local authority decides.
+    Referred,
+    /// Not recognized.
+    Rejected,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 5] = [
+        Self::Recognized,
+        Self::Conditional,
+        Self::Downgraded,
+        Self::Referred,
+        Self::Rejected,
+    ];
+
+    /// The annotation / storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Recognized => "RECOGNIZED",
+            Self::Conditional => "CONDITIONAL",
+            Self::Downgraded => "DOWNGRADED",
+            Self::Referred => "REFERRED",
+            Self::Rejected => "REJECTED",
+        }
+    }
+
+    /// Inverse of [`Outcome::as_str`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+
+    /// Whether a `permit` rule may carry it (otherwise a `forbid` must).
+    pub fn is_permit(self) -> bool {
+        matches!(
+            self,
+            Self::Recognized | Self::Conditional | Self::Downgraded
+        )
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The default policy of each founding city: `(city code, Cedar source)`,
+/// from `policies/<city>.cedar`. Loaded as each city's version 1.
+pub const DEFAULT_POLICIES: [(&str, &str); 9] = [
+    ("hangzhou", include_str!("../../../policies/hangzhou.cedar")),
+    ("hefei", include_str!("../../../policies/hefei.cedar")),
+    ("huzhou", include_str!("../../../policies/huzhou.cedar")),
+    ("jiaxing", include_str!("../../../policies/jiaxing.cedar")),
+    ("jinhua", include_str!("../../../policies/jinhua.cedar")),
+    (
+        "songjiang",
+        include_str!("../../../policies/songjiang.cedar"),
+    ),
+    ("suzhou", include_str!("../../../policies/suzhou.cedar")),
+    ("wuhu", include_str!("../../../policies/wuhu.cedar")),
+    (
+        "xuancheng",
+        include_str!("../../../policies/xuancheng.cedar"),
+    ),
+];
+
+#[cfg(test)]
+mod tests;

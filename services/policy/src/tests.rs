@@ -1,0 +1,235 @@
+//! Engine tests without a database: defaults compile, decisions follow the
+//! brief, bad policies are refused with located diagnostics.
+
+use chrono::Utc;
+use corridor_domain::credential::Status;
+use corridor_domain::qualification::Category;
+
+use super::*;
+
+fn engine() -> Engine {
+    Engine::new().unwrap()
+}
+
+fn target(city: &str, province: &str) -> Target {
+    Target {
+        city: city.into(),
+        province: province.into(),
+    }
+}
+
+fn policy(e: &Engine, city: &str) -> CompiledPolicy {
+    let src = DEFAULT_POLICIES.iter().find(|(c, _)| *c == city).unwrap().1;
+    e.compile(src, None)
+        .unwrap_or_else(|d| panic!("{city}: {d:?}"))
+}
+
+#[test]
+fn every_default_policy_compiles() {
+    let e = engine();
+    for (city, src) in DEFAULT_POLICIES {
+        let p = e
+            .compile(src, None)
+            .unwrap_or_else(|d| panic!("{city}: {d:#?}"));
+        assert!(p.rules().len() >= 6, "{city}");
+    }
+}
+
+#[test]
+fn songjiang_deputy_senior_from_hefei_is_conditional_then_recognized() {
+    let e = engine();
+    let p = policy(&e, "songjiang");
+    let s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        4,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    let t = target("songjiang", "Shanghai");
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!(d.outcome, Outcome::Conditional);
+    assert_eq!(d.mapped_level, Some(4));
+    assert_eq!(d.deciding_rules, ["titles-deputy-senior-outside-shanghai"]);
+    assert_eq!(d.unmet_conditions.len(), 1);
+    assert!(d.unmet_conditions[0].contains(">= 6"));
+    let facts = Facts {
+        local_social_insurance_months: Some(6),
+        ..Facts::default()
+    };
+    let d = e.decide(&p, &s, &t, &facts, Utc::now()).unwrap();
+    assert_eq!(d.outcome, Outcome::Recognized);
+    assert_eq!(d.mapped_level, Some(4));
+}
+
+#[test]
+fn suzhou_downgrades_anhui_skills_unless_experienced() {
+    let e = engine();
+    let p = policy(&e, "suzhou");
+    let s = Subject::synthetic(
+        Category::SkillLevel,
+        "electrician",
+        5,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    let t = target("suzhou", "Jiangsu");
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!((d.outcome, d.mapped_level), (Outcome::Downgraded, Some(4)));
+    let facts = Facts {
+        years_of_experience: Some(3),
+        ..Facts::default()
+    };
+    let d = e.decide(&p, &s, &t, &facts, Utc::now()).unwrap();
+    assert_eq!((d.outcome, d.mapped_level), (Outcome::Recognized, Some(5)));
+    assert_eq!(d.deciding_rules, ["skills-anhui-experienced"]);
+    // From Zhejiang: same level directly.
+    let s = Subject::synthetic(
+        Category::SkillLevel,
+        "electrician",
+        5,
+        "hangzhou",
+        "Zhejiang",
+        Utc::now(),
+    );
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!((d.outcome, d.mapped_level), (Outcome::Recognized, Some(5)));
+}
+
+#[test]
+fn health_is_referred_even_with_a_matching_permit() {
+    let e = engine();
+    for (city, _) in DEFAULT_POLICIES {
+        let p = policy(&e, city);
+        let from = if city == "hefei" {
+            ("wuhu", "Anhui")
+        } else {
+            ("hefei", "Anhui")
+        };
+        let s = Subject::synthetic(
+            Category::ProfessionalTitle,
+            "health",
+            5,
+            from.0,
+            from.1,
+            Utc::now(),
+        );
+        let d = e
+            .decide(&p, &s, &target(city, "X"), &Facts::default(), Utc::now())
+            .unwrap();
+        assert_eq!(d.outcome, Outcome::Referred, "{city}");
+        assert_eq!(d.deciding_rules, ["refer-licensed-professions"]);
+        assert!(
+            d.matched_rules.contains(&"titles-same-level".to_owned()),
+            "{d:?}"
+        );
+    }
+}
+
+#[test]
+fn guard_rails_come_first() {
+    let e = engine();
+    let p = policy(&e, "hangzhou");
+    let t = target("hangzhou", "Zhejiang");
+    let mut s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        3,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    s.status = Status::Revoked;
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!(
+        (d.outcome, d.guard_rail),
+        (Outcome::Rejected, Some(GuardRail::Revoked))
+    );
+    let s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        3,
+        "hangzhou",
+        "Zhejiang",
+        Utc::now(),
+    );
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!(d.guard_rail, Some(GuardRail::SameCity));
+}
+
+fn diags(src: &str) -> Vec<Diagnostic> {
+    engine().compile(src, None).err().unwrap_or_default()
+}
+
+const HEADER: &str = "// a draft\n";
+
+#[test]
+fn a_misspelt_attribute_is_located() {
+    let src = format!(
+        "{HEADER}@id(\"r1\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource)\nwhen {{ resource.catgory == \"SKILL_LEVEL\" }};\n"
+    );
+    let d = diags(&src);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].line, 5, "{d:?}");
+    assert!(d[0].column > 1);
+    assert_eq!(d[0].rule_id.as_deref(), Some("r1"));
+    assert!(d[0].message.contains("catgory"), "{}", d[0].message);
+}
+
+#[test]
+fn a_wrong_type_is_located() {
+    let src = format!(
+        "{HEADER}@id(\"r1\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource)\nwhen {{ resource.level == \"four\" }};\n"
+    );
+    let d = diags(&src);
+    assert!(!d.is_empty());
+    assert_eq!(d[0].line, 5, "{d:?}");
+}
+
+#[test]
+fn unknown_outcomes_and_bad_annotations_are_refused() {
+    let src = format!(
+        "{HEADER}@id(\"r1\")\n@outcome(\"ACCEPTED\")\npermit (principal, action, resource);\n\n@id(\"r2\")\n@outcome(\"REFERRED\")\npermit (principal, action, resource);\n@id(\"r3\")\n@outcome(\"CONDITIONAL\")\npermit (principal, action, resource);\n@id(\"r4\")\n@outcome(\"DOWNGRADED\")\n@level_offset(\"2\")\npermit (principal, action, resource);\n@id(\"r5\")\n@outcom(\"RECOGNIZED\")\npermit (principal, action, resource);\n"
+    );
+    let d = diags(&src);
+    let by_rule = |r: &str| d.iter().filter(|x| x.rule_id.as_deref() == Some(r)).count();
+    assert_eq!(by_rule("r1"), 1, "{d:#?}");
+    assert_eq!(
+        d.iter()
+            .find(|x| x.rule_id.as_deref() == Some("r1"))
+            .unwrap()
+            .line,
+        2
+    );
+    assert!(
+        by_rule("r2") >= 1 && by_rule("r3") >= 1 && by_rule("r4") >= 1 && by_rule("r5") >= 1,
+        "{d:#?}"
+    );
+    // A condition that misspells a fact is refused too.
+    let src = "@id(\"c\")\n@outcome(\"CONDITIONAL\")\n@condition(\"context.facts has years && context.facts.years >= 3\")\npermit (principal, action, resource);\n";
+    let d = diags(src);
+    assert!(!d.is_empty(), "{d:?}");
+    assert!(d.iter().all(|x| x.message.contains("`years`")), "{d:?}");
+    assert_eq!(d[0].line, 3);
+    // A syntax error has a location too.
+    let d = diags(
+        "@id(\"s\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource)\nwhen { resource.level >= };\n",
+    );
+    assert_eq!(d[0].line, 4, "{d:?}");
+}
+
+#[test]
+fn overlapping_rules_of_equal_priority_are_a_conflict() {
+    let src = "@id(\"a\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource) when { resource.category == \"SKILL_LEVEL\" };\n@id(\"b\")\n@outcome(\"DOWNGRADED\")\n@level_offset(\"-1\")\npermit (principal, action, resource) when { resource.issuer_province == \"Anhui\" };\n";
+    let d = diags(src);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert!(d[0].message.contains("same @priority"), "{}", d[0].message);
+    // With a priority the same rules are fine.
+    let fixed = src.replace(
+        "@outcome(\"DOWNGRADED\")",
+        "@outcome(\"DOWNGRADED\")\n@priority(\"5\")",
+    );
+    assert!(diags(&fixed).is_empty());
+}
