@@ -10,6 +10,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_init;
 mod m20261127_000002_seed_cities;
+mod m20261127_000003_recognition;
 
 /// Runs the corridor migrations in order.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261127_000001_init::Migration),
             Box::new(m20261127_000002_seed_cities::Migration),
+            Box::new(m20261127_000003_recognition::Migration),
         ]
     }
 }

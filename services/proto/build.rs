@@ -8,8 +8,15 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common", "city_registry", "credential", "verification"]
-        .map(|f| root.join(format!("g60/talent/v1/{f}.proto")));
+    let files = [
+        "common",
+        "city_registry",
+        "credential",
+        "verification",
+        "recognition",
+        "policy",
+    ]
+    .map(|f| root.join(format!("g60/talent/v1/{f}.proto")));
     let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -163,6 +163,7 @@ async fn every_protected_rpc_needs_a_token() {
                     id.clone(),
                 )),
                 holder_national_id: String::new(),
+                recognition_city: String::new(),
             })
             .await
             .map(|_| ()),

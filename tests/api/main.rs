@@ -7,5 +7,6 @@ mod cities;
 mod credentials;
 mod idempotency;
 mod privacy;
+mod recognition;
 mod support;
 mod verification;

@@ -46,6 +46,7 @@ pub async fn verify_id(app: &TestApp, id: &str) -> v1::VerifyCredentialResponse 
                     id.into(),
                 )),
                 holder_national_id: String::new(),
+                recognition_city: String::new(),
             },
             &app.verifier(),
         ))
@@ -68,6 +69,7 @@ pub async fn verify_token(
                     token.into(),
                 )),
                 holder_national_id: holder.into(),
+                recognition_city: String::new(),
             },
             &app.verifier(),
         ))

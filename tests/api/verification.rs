@@ -84,6 +84,7 @@ async fn holder_binding() {
                     c.token.clone(),
                 )),
                 holder_national_id: "12345".into(),
+                recognition_city: String::new(),
             },
             &app.verifier(),
         ))
@@ -164,6 +165,7 @@ async fn verify_bad_requests() {
                     uuid::Uuid::new_v4().to_string(),
                 )),
                 holder_national_id: String::new(),
+                recognition_city: String::new(),
             },
             &emp,
         ))
@@ -177,6 +179,7 @@ async fn verify_bad_requests() {
                     "x".repeat(20_000),
                 )),
                 holder_national_id: String::new(),
+                recognition_city: String::new(),
             },
             &emp,
         ))

@@ -514,3 +514,63 @@ mod tests {
         assert!(!r.valid);
     }
 }
+
+/// What a recognition attestation states.
+#[derive(Debug, Clone)]
+pub struct AttestationClaims {
+    /// Recognition id.
+    pub recognition_id: Uuid,
+    /// The source credential.
+    pub credential_id: Uuid,
+    /// Its issuing city.
+    pub source_city: CityCode,
+    /// The receiving city, which signs.
+    pub target_city: CityCode,
+    /// Outcome name.
+    pub outcome: String,
+    /// Mapped level, if any.
+    pub mapped_level: Option<u8>,
+    /// Deciding policy version.
+    pub policy_version: i32,
+    /// Deciding rules.
+    pub deciding_rules: Vec<String>,
+    /// When decided.
+    pub issued_at: DateTime<Utc>,
+}
+
+/// Signs a recognition attestation: a VC-JWT of type
+/// `RecognitionAttestation` issued by the target city, whose subject is the
+/// source credential (`urn:uuid:<credential id>`).
+pub fn sign_attestation(
+    key: &IssuerSigningKey,
+    a: &AttestationClaims,
+) -> Result<String, SignError> {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.typ = Some(VC_JWT_TYP.to_owned());
+    header.kid = Some(key.kid().to_owned());
+    let issuer = issuer_id(&a.target_city);
+    let id = format!("urn:uuid:{}", a.recognition_id);
+    let body = serde_json::json!({
+        "@context": [VC_CONTEXT_V2],
+        "id": id,
+        "type": ["VerifiableCredential", "RecognitionAttestation"],
+        "issuer": issuer,
+        "validFrom": a.issued_at,
+        "credentialSubject": {
+            "id": format!("urn:uuid:{}", a.credential_id),
+            "recognition": {
+                "sourceCity": a.source_city.as_str(),
+                "targetCity": a.target_city.as_str(),
+                "outcome": a.outcome,
+                "mappedLevel": a.mapped_level,
+                "policyVersion": a.policy_version,
+                "decidingRules": a.deciding_rules,
+            }
+        },
+        "iss": issuer,
+        "jti": id,
+        "iat": a.issued_at.timestamp(),
+        "nbf": a.issued_at.timestamp(),
+    });
+    jsonwebtoken::encode(&header, &body, key.encoding_key()).map_err(|e| SignError(e.to_string()))
+}

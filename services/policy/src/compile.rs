@@ -157,6 +157,21 @@ impl Engine {
         src: &str,
         target: Option<&Target>,
     ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+        self.compile_inner(src, target, true)
+    }
+
+    /// Compiles a stored policy that was validated when it was published:
+    /// the same checks but the conflict search.
+    pub fn load(&self, src: &str) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+        self.compile_inner(src, None, false)
+    }
+
+    fn compile_inner(
+        &self,
+        src: &str,
+        target: Option<&Target>,
+        check_conflicts: bool,
+    ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
         let set = match PolicySet::from_str(src) {
             Ok(s) => s,
             Err(errs) => {
@@ -205,6 +220,9 @@ impl Engine {
             set,
             by_policy,
         };
+        if !check_conflicts {
+            return Ok(compiled);
+        }
         let conflicts = self.conflicts(&compiled, target);
         if conflicts.is_empty() {
             Ok(compiled)
@@ -228,7 +246,22 @@ impl Engine {
             .or_else(|| src.find(&p.to_string()))
             .unwrap_or(0);
         let (line, column) = line_col(src, offset);
+        // A diagnostic points at the annotation it is about (the first
+        // `@name` in its message, or @outcome), else at the rule's @id.
         let mut err = |msg: String| {
+            let key = msg
+                .split('@')
+                .nth(1)
+                .map(|r| {
+                    r.chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect::<String>()
+                })
+                .filter(|k| !k.is_empty() && k != "id")
+                .or_else(|| msg.contains("outcome").then(|| "outcome".to_owned()));
+            let (line, column) = key
+                .and_then(|k| src.get(offset..)?.find(&format!("@{k}(")))
+                .map_or((line, column), |i| line_col(src, offset + i));
             diags.push(Diagnostic {
                 line,
                 column,

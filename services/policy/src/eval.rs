@@ -154,6 +154,21 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The decision of a guard rail.
+    pub fn from_guard_rail(g: GuardRail) -> Self {
+        Self::guard(g)
+    }
+
+    /// The decision when the city has no policy in force.
+    pub fn no_policy(city: &str) -> Self {
+        Self {
+            reason: format!("{city} has no policy in force at the decision time"),
+            guard_rail: None,
+            deciding_rules: Vec::new(),
+            ..Self::guard(GuardRail::SameCity)
+        }
+    }
+
     fn guard(g: GuardRail) -> Self {
         Self {
             outcome: Outcome::Rejected,

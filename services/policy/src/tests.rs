@@ -201,7 +201,7 @@ fn unknown_outcomes_and_bad_annotations_are_refused() {
             .find(|x| x.rule_id.as_deref() == Some("r1"))
             .unwrap()
             .line,
-        2
+        3
     );
     assert!(
         by_rule("r2") >= 1 && by_rule("r3") >= 1 && by_rule("r4") >= 1 && by_rule("r5") >= 1,

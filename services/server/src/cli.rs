@@ -37,6 +37,12 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Recognition policies, offline.
+    Policy {
+        /// What to do.
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
     /// Mint an identity token signed with the development identity key.
     Token {
         /// Subject.
@@ -51,6 +57,23 @@ pub enum Command {
         /// Lifetime in minutes.
         #[arg(long, default_value_t = 60)]
         ttl_minutes: i64,
+    },
+}
+
+/// `corridor policy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate a policy file with the same diagnostics as ValidatePolicy and
+    /// PublishPolicy; exits non-zero when it has problems.
+    Check {
+        /// The Cedar policy file.
+        file: PathBuf,
+        /// The city it is for (used in the rule-conflict search).
+        #[arg(long, default_value = "draft")]
+        city: String,
+        /// The city's province (used in the rule-conflict search).
+        #[arg(long, default_value = "")]
+        province: String,
     },
 }
 
@@ -93,6 +116,33 @@ impl Cli {
                 store::migrate(&db).await?;
                 println!("migrations applied");
                 Ok(())
+            }
+            Command::Policy {
+                command:
+                    PolicyCommand::Check {
+                        file,
+                        city,
+                        province,
+                    },
+            } => {
+                let src = std::fs::read_to_string(file)?;
+                let engine = corridor_policy::Engine::new().map_err(anyhow::Error::msg)?;
+                let target = corridor_policy::Target {
+                    city: city.clone(),
+                    province: province.clone(),
+                };
+                match engine.compile(&src, Some(&target)) {
+                    Ok(p) => {
+                        println!("{}: valid, {} rules", file.display(), p.rules().len());
+                        Ok(())
+                    }
+                    Err(diags) => {
+                        for d in &diags {
+                            println!("{}:{d}", file.display());
+                        }
+                        anyhow::bail!("{}: {} problem(s)", file.display(), diags.len())
+                    }
+                }
             }
             Command::Token {
                 sub,

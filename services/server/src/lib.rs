@@ -4,6 +4,7 @@
 //! - [`api`]: the gRPC handlers, one module per service in the proto;
 //! - [`store`]: the database connection and repository functions, one module per table;
 //! - [`keyring`]: the in-memory cache of city issuer keys;
+//! - [`policy_book`]: compiled recognition policies and the policy in force;
 //! - [`config`]: layered configuration and the `--dev` defaults;
 //! - [`state`]: what every handler shares;
 //! - [`server`]: assembling services, health, reflection and limits;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod keyring;
+pub mod policy_book;
 pub mod sample;
 pub mod server;
 pub mod state;

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use corridor_proto::v1::city_registry_service_server::CityRegistryServiceServer;
 use corridor_proto::v1::credential_service_server::CredentialServiceServer;
+use corridor_proto::v1::policy_service_server::PolicyServiceServer;
+use corridor_proto::v1::recognition_service_server::RecognitionServiceServer;
 use corridor_proto::v1::verification_service_server::VerificationServiceServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -15,6 +17,8 @@ use tonic::transport::Server;
 
 use crate::api::city_registry::CityRegistry;
 use crate::api::credentials::Credentials;
+use crate::api::policy::Policies;
+use crate::api::recognition::Recognitions;
 use crate::api::verification::Verification;
 use crate::config::Limits;
 use crate::state::AppState;
@@ -48,6 +52,18 @@ pub async fn serve(
         .max_decoding_message_size(max)
         .max_encoding_message_size(max * 4);
 
+    let policies = PolicyServiceServer::new(Policies::new(state.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max * 4);
+    let recognitions = RecognitionServiceServer::new(Recognitions::new(state.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max * 4);
+    health_reporter
+        .set_serving::<PolicyServiceServer<Policies>>()
+        .await;
+    health_reporter
+        .set_serving::<RecognitionServiceServer<Recognitions>>()
+        .await;
     health_reporter
         .set_serving::<CityRegistryServiceServer<CityRegistry>>()
         .await;
@@ -72,6 +88,8 @@ pub async fn serve(
         .add_service(cities)
         .add_service(credentials)
         .add_service(verification)
+        .add_service(policies)
+        .add_service(recognitions)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::keyring::Keyring;
+use crate::policy_book::PolicyBook;
 use crate::store;
 use crate::store::audit::AuditWriter;
 use crate::store::entities::city;
@@ -30,6 +31,8 @@ pub struct Inner {
     pub hasher: HolderHasher,
     /// Identity-token verifier.
     pub identity: IdentityVerifier,
+    /// Recognition policies.
+    pub policies: PolicyBook,
     /// Background audit writer for verifications.
     pub audit: AuditWriter,
 }
@@ -70,6 +73,11 @@ impl AppState {
             .bootstrap(&db, &codes)
             .await
             .map_err(|e| anyhow::anyhow!("creating issuer keys: {e}"))?;
+        let policies = PolicyBook::new()?;
+        policies
+            .bootstrap(&db)
+            .await
+            .map_err(|e| anyhow::anyhow!("loading default policies: {e}"))?;
         let (audit, audit_task) = AuditWriter::spawn(db.clone());
         let state = Self {
             inner: Arc::new(Inner {
@@ -77,6 +85,7 @@ impl AppState {
                 keyring,
                 hasher: settings.holder_hasher()?,
                 identity: settings.identity_verifier()?,
+                policies,
                 audit,
             }),
         };

@@ -31,6 +31,7 @@ use crate::store::audit::{self, NewEvent};
 use crate::store::credentials::{self as cred_store, Cursor, Filter};
 use crate::store::entities::credential;
 use crate::store::keys as key_store;
+use crate::store::recognitions as rec_store;
 
 /// Default page size of ListCredentials.
 pub const DEFAULT_PAGE_SIZE: u64 = 50;
@@ -381,6 +382,31 @@ impl Credentials {
         let from = row_status(&row)?;
         let to = transition.apply(from)?;
         cred_store::set_status(&txn, id, to.as_str(), &reason, now).await?;
+        // Recognitions follow their source credential, in the same transaction.
+        let (cascaded, rec_status) = match transition {
+            Transition::Suspend => (
+                rec_store::suspend_for_credential(&txn, id, now).await?,
+                "suspended",
+            ),
+            Transition::Reinstate => (
+                rec_store::restore_for_credential(&txn, id, now).await?,
+                "restored",
+            ),
+            Transition::Revoke => (rec_store::void_for_credential(&txn, id, now).await?, "void"),
+        };
+        if cascaded > 0 {
+            audit::append(
+                &txn,
+                event(
+                    &caller,
+                    "recognitions.cascaded",
+                    id,
+                    serde_json::json!({ "recognitions": cascaded, "now": rec_status, "cause": transition.audit_action() }),
+                    now,
+                ),
+            )
+            .await?;
+        }
         audit::append(
             &txn,
             event(

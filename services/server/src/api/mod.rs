@@ -6,6 +6,8 @@
 pub mod city_registry;
 pub mod convert;
 pub mod credentials;
+pub mod policy;
+pub mod recognition;
 pub mod verification;
 
 use chrono::{DateTime, Utc};

@@ -17,10 +17,13 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::authenticate;
 use super::convert::{parse_id, qualification_to_api, row_status, status_to_api, ts};
+use crate::api::recognition::{Explanation, outcome_to_api, recognition_to_api};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::audit::NewEvent;
 use crate::store::credentials as cred_store;
+use crate::store::entities::credential;
+use crate::store::recognitions::{self as rec_store, status};
 
 /// Largest token accepted, bytes (a real one is well under 2 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -41,7 +44,7 @@ fn check_to_api(c: Check) -> v1::VerificationCheck {
     }
 }
 
-fn outcome_to_api(o: &Outcome) -> (v1::CheckOutcome, String) {
+fn check_outcome_to_api(o: &Outcome) -> (v1::CheckOutcome, String) {
     match o {
         Outcome::Passed(d) => (v1::CheckOutcome::Passed, d.clone()),
         Outcome::Failed(d) => (v1::CheckOutcome::Failed, d.clone()),
@@ -58,6 +61,69 @@ impl Verification {
     /// A handler over `state`.
     pub fn new(state: AppState) -> Self {
         Self { state }
+    }
+
+    /// Whether and how the credential is recognized in `city`: the latest
+    /// recorded recognition, else a dry run of the city's policy in force.
+    async fn recognition_report(
+        &self,
+        city: &str,
+        row: &credential::Model,
+        now: chrono::DateTime<Utc>,
+    ) -> ApiResult<v1::RecognitionReport> {
+        let db = &self.state.db;
+        if let Some(r) = rec_store::latest_for(db, row.id, city).await? {
+            let api = recognition_to_api(&r, None)?;
+            let (outcome, level) = match r.status.as_str() {
+                status::VOID | status::SUSPENDED => (v1::RecognitionOutcome::Rejected as i32, 0),
+                _ => (api.outcome, api.mapped_level),
+            };
+            let mut explanation = api.explanation;
+            if let Some(e) = explanation.as_mut() {
+                match r.status.as_str() {
+                    status::VOID => {
+                        e.reason = format!("void: the source credential was revoked ({})", e.reason)
+                    }
+                    status::SUSPENDED => {
+                        e.reason = format!(
+                            "suspended: the source credential is suspended ({})",
+                            e.reason
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(v1::RecognitionReport {
+                city: city.to_owned(),
+                recorded: true,
+                recognition_id: r.id.to_string(),
+                outcome,
+                mapped_level: level,
+                explanation,
+                status: api.status,
+            });
+        }
+        let book = &self.state.policies;
+        let target = book.target(db, city).await?;
+        let subject = book.subject(db, row).await?;
+        let d = book
+            .decide(
+                db,
+                &subject,
+                &target,
+                &corridor_policy::Facts::default(),
+                now,
+            )
+            .await?;
+        Ok(v1::RecognitionReport {
+            city: city.to_owned(),
+            recorded: false,
+            recognition_id: String::new(),
+            outcome: outcome_to_api(d.decision.outcome).into(),
+            mapped_level: d.decision.mapped_level.map_or(0, i32::from),
+            explanation: Some(Explanation::of(&d, city).to_api()),
+            status: v1::RecognitionStatus::Unspecified.into(),
+        })
     }
 
     async fn verify(
@@ -79,6 +145,14 @@ impl Verification {
             Some(NationalId::parse(
                 "holder_national_id",
                 &req.holder_national_id,
+            )?)
+        };
+        let recognition_city = if req.recognition_city.is_empty() {
+            None
+        } else {
+            Some(corridor_domain::city::CityCode::parse(
+                "recognition_city",
+                &req.recognition_city,
             )?)
         };
         let now = Utc::now();
@@ -170,6 +244,13 @@ impl Verification {
         };
 
         let report = Report::new(&tv, status_outcome, holder_outcome);
+        // With a city: one more query (the recorded recognition), only then.
+        let recognition = match (&recognition_city, &row, &tv.claims) {
+            (Some(city), Some(r), Some(_)) => {
+                Some(self.recognition_report(city.as_str(), r, now).await?)
+            }
+            _ => None,
+        };
         let subject_id = tv
             .claims
             .as_ref()
@@ -206,7 +287,7 @@ impl Verification {
                 .checks
                 .iter()
                 .map(|(c, o)| {
-                    let (outcome, detail) = outcome_to_api(o);
+                    let (outcome, detail) = check_outcome_to_api(o);
                     v1::CheckResult {
                         check: check_to_api(*c).into(),
                         outcome: outcome.into(),
@@ -228,6 +309,7 @@ impl Verification {
                 .map(status_to_api)
                 .unwrap_or(v1::CredentialStatus::Unspecified)
                 .into(),
+            recognition,
         })
     }
 }

@@ -137,3 +137,18 @@ pub async fn list(
         .all(conn)
         .await
 }
+
+/// A page of credentials not issued by `city`, by id, after `after`: the
+/// population a policy simulation runs over.
+pub async fn page_not_from(
+    conn: &impl ConnectionTrait,
+    city: &str,
+    after: Option<Uuid>,
+    limit: u64,
+) -> Result<Vec<credential::Model>, DbErr> {
+    let mut q = Entity::find().filter(Column::IssuerCity.ne(city));
+    if let Some(a) = after {
+        q = q.filter(Column::Id.gt(a));
+    }
+    q.order_by_asc(Column::Id).limit(limit).all(conn).await
+}

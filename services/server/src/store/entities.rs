@@ -177,3 +177,82 @@ pub mod audit_event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// `policy_versions`: immutable versions of each city's policy.
+pub mod policy_version {
+    use sea_orm::entity::prelude::*;
+
+    /// A row of `policy_versions`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "policy_versions")]
+    pub struct Model {
+        /// City.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub city_code: String,
+        /// Version, from 1.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub version: i32,
+        /// Cedar source.
+        pub source: String,
+        /// From when it decides.
+        pub effective_from: ChronoDateTimeUtc,
+        /// When it was published.
+        pub published_at: ChronoDateTimeUtc,
+        /// Publisher subject.
+        pub published_by: String,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// `recognitions`: recorded recognition decisions.
+pub mod recognition {
+    use sea_orm::entity::prelude::*;
+
+    /// A row of `recognitions`.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recognitions")]
+    pub struct Model {
+        /// Recognition id.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        /// Source credential.
+        pub credential_id: Uuid,
+        /// Issuing city of the source credential.
+        pub source_city: String,
+        /// Receiving city.
+        pub target_city: String,
+        /// Outcome name.
+        pub outcome: String,
+        /// Mapped level.
+        pub mapped_level: Option<i32>,
+        /// Facts (JSON).
+        pub facts: String,
+        /// Explanation (JSON).
+        pub explanation: String,
+        /// Deciding policy version (0 for a guard rail).
+        pub policy_version: i32,
+        /// `open`, `decided`, `suspended`, `void`.
+        pub status: String,
+        /// While suspended: the status to restore.
+        pub suspended_from: Option<String>,
+        /// Attestation VC-JWT.
+        pub attestation: String,
+        /// Requesting subject.
+        pub decided_by: String,
+        /// First decision.
+        pub decided_at: ChronoDateTimeUtc,
+        /// Last change.
+        pub updated_at: ChronoDateTimeUtc,
+    }
+
+    /// No relations are navigated through sea-orm.
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -6,6 +6,8 @@ pub mod audit;
 pub mod credentials;
 pub mod entities;
 pub mod keys;
+pub mod policies;
+pub mod recognitions;
 pub mod request_log;
 
 use std::time::Duration;
