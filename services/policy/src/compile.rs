@@ -2,10 +2,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
-use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Effect, EntityUid, Policy, PolicyId, PolicySet, Schema, ValidationMode, Validator,
+    Authorizer, Effect, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Schema,
+    ValidationMode, Validator,
 };
 use corridor_domain::qualification::Category;
 
@@ -75,10 +75,11 @@ impl CompiledPolicy {
 /// The engine: the schema, parsed once, and Cedar's validator and authorizer.
 #[derive(Debug)]
 pub struct Engine {
-    pub(crate) schema: Arc<Schema>,
     validator: Validator,
     pub(crate) authorizer: Authorizer,
     pub(crate) action: EntityUid,
+    pub(crate) city_type: EntityTypeName,
+    pub(crate) credential_type: EntityTypeName,
 }
 
 const ANNOTATIONS: [&str; 6] = [
@@ -142,9 +143,13 @@ impl Engine {
             Schema::from_cedarschema_str(SCHEMA_SRC).map_err(|e| format!("policy schema: {e}"))?;
         let action = EntityUid::from_str(r#"G60::Action::"recognize""#)
             .map_err(|e| format!("action uid: {e}"))?;
+        let city_type = EntityTypeName::from_str("G60::City").map_err(|e| format!("type: {e}"))?;
+        let credential_type =
+            EntityTypeName::from_str("G60::Credential").map_err(|e| format!("type: {e}"))?;
         Ok(Self {
+            city_type,
+            credential_type,
             validator: Validator::new(schema.clone()),
-            schema: Arc::new(schema),
             authorizer: Authorizer::new(),
             action,
         })

@@ -1,11 +1,15 @@
 //! Deciding a recognition request.
 
-use cedar_policy::{Context, Decision as CedarDecision, Effect, Entities, PolicyId, Request};
+use std::collections::{HashMap, HashSet};
+
+use cedar_policy::{
+    Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid, PolicyId,
+    Request, RestrictedExpression,
+};
 use chrono::{DateTime, SecondsFormat, Utc};
 use corridor_domain::credential::{Status, ValidityWindow, WindowPosition};
 use corridor_domain::qualification::Category;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::Outcome;
 use crate::compile::{CompiledPolicy, Engine, Rule};
@@ -184,8 +188,8 @@ impl Decision {
     }
 }
 
-fn dt(t: DateTime<Utc>) -> serde_json::Value {
-    json!({ "__extn": { "fn": "datetime", "arg": t.to_rfc3339_opts(SecondsFormat::Secs, true) } })
+fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
+    RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// The guard rail that stops `subject` from being recognized in `target` at `at`.
@@ -217,50 +221,87 @@ impl Engine {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> Result<(Request, Entities), String> {
-        let mut attrs = json!({
-            "category": subject.category.as_str(),
-            "series": subject.series,
-            "level": i64::from(subject.level),
-            "title": subject.title,
-            "issuer_city": subject.issuer_city,
-            "issuer_province": subject.issuer_province,
-            "issue_date": dt(subject.issued_at),
-            "valid_from": dt(subject.window.from),
-            "expires": subject.window.until.is_some(),
-        });
-        if let (Some(until), Some(obj)) = (subject.window.until, attrs.as_object_mut()) {
-            obj.insert("valid_until".into(), dt(until));
-        }
-        let entities = json!([
-            { "uid": { "type": "G60::City", "id": target.city },
-              "attrs": { "code": target.city, "province": target.province }, "parents": [] },
-            { "uid": { "type": "G60::Credential", "id": subject.credential_id },
-              "attrs": attrs, "parents": [] },
+        // Built from typed values with Cedar's constructors: parsing entity
+        // uids or JSON here would cost several times the evaluation itself
+        // (see benches/decide.rs).
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let mut attrs: HashMap<String, RestrictedExpression> = HashMap::from([
+            ("category".into(), s(subject.category.as_str())),
+            ("series".into(), s(&subject.series)),
+            (
+                "level".into(),
+                RestrictedExpression::new_long(i64::from(subject.level)),
+            ),
+            ("title".into(), s(&subject.title)),
+            ("issuer_city".into(), s(&subject.issuer_city)),
+            ("issuer_province".into(), s(&subject.issuer_province)),
+            ("issue_date".into(), datetime(subject.issued_at)),
+            ("valid_from".into(), datetime(subject.window.from)),
+            (
+                "expires".into(),
+                RestrictedExpression::new_bool(subject.window.until.is_some()),
+            ),
         ]);
+        if let Some(until) = subject.window.until {
+            attrs.insert("valid_until".into(), datetime(until));
+        }
+        let principal =
+            EntityUid::from_type_name_and_id(self.city_type.clone(), EntityId::new(&target.city));
+        let resource = EntityUid::from_type_name_and_id(
+            self.credential_type.clone(),
+            EntityId::new(&subject.credential_id),
+        );
+        let city = Entity::new(
+            principal.clone(),
+            HashMap::from([
+                ("code".to_owned(), s(&target.city)),
+                ("province".to_owned(), s(&target.province)),
+            ]),
+            HashSet::new(),
+        )
+        .map_err(|e| e.to_string())?;
+        let credential =
+            Entity::new(resource.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?;
         let entities =
-            Entities::from_json_value(entities, Some(&self.schema)).map_err(|e| e.to_string())?;
-        let context = Context::from_json_value(
-            json!({ "facts": serde_json::to_value(facts).map_err(|e| e.to_string())?, "decision_time": dt(at) }),
-            Some((&self.schema, &self.action)),
-        )
+            Entities::from_entities([city, credential], None).map_err(|e| e.to_string())?;
+        let mut fact_pairs: Vec<(String, RestrictedExpression)> = Vec::new();
+        if let Some(v) = facts.local_social_insurance_months {
+            fact_pairs.push((
+                "local_social_insurance_months".into(),
+                RestrictedExpression::new_long(v),
+            ));
+        }
+        if let Some(v) = facts.local_employer_registered {
+            fact_pairs.push((
+                "local_employer_registered".into(),
+                RestrictedExpression::new_bool(v),
+            ));
+        }
+        if let Some(v) = facts.years_of_experience {
+            fact_pairs.push((
+                "years_of_experience".into(),
+                RestrictedExpression::new_long(v),
+            ));
+        }
+        if let Some(v) = facts.holds_local_license {
+            fact_pairs.push((
+                "holds_local_license".into(),
+                RestrictedExpression::new_bool(v),
+            ));
+        }
+        if let Some(v) = facts.civil_servant {
+            fact_pairs.push(("civil_servant".into(), RestrictedExpression::new_bool(v)));
+        }
+        let context = Context::from_pairs([
+            (
+                "facts".to_owned(),
+                RestrictedExpression::new_record(fact_pairs).map_err(|e| e.to_string())?,
+            ),
+            ("decision_time".to_owned(), datetime(at)),
+        ])
         .map_err(|e| e.to_string())?;
-        let principal = format!(r#"G60::City::"{}""#, target.city.replace('"', ""))
-            .parse()
-            .map_err(|e: cedar_policy::ParseErrors| e.to_string())?;
-        let resource = format!(
-            r#"G60::Credential::"{}""#,
-            subject.credential_id.replace('"', "")
-        )
-        .parse()
-        .map_err(|e: cedar_policy::ParseErrors| e.to_string())?;
-        let request = Request::new(
-            principal,
-            self.action.clone(),
-            resource,
-            context,
-            Some(&self.schema),
-        )
-        .map_err(|e| e.to_string())?;
+        let request = Request::new(principal, self.action.clone(), resource, context, None)
+            .map_err(|e| e.to_string())?;
         Ok((request, entities))
     }
 
