@@ -1,6 +1,8 @@
 //! `corridor policy check`: the offline validator a policy office runs on a
 //! draft, with the same diagnostics as ValidatePolicy.
 
+#![allow(clippy::expect_used)] // test code: a failure should stop loudly
+
 use std::process::Command;
 
 fn check(file: &std::path::Path) -> (bool, String) {
