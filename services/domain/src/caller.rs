@@ -44,6 +44,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 6] = [
+        Self::Issuer,
+        Self::Recognizer,
+        Self::PolicyAdmin,
+        Self::Verifier,
+        Self::Auditor,
+        Self::CorridorAdmin,
+    ];
+
     /// The claim value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,16 +68,7 @@ impl Role {
 
     /// Parses a claim value.
     pub fn from_name(s: &str) -> Option<Self> {
-        [
-            Self::Issuer,
-            Self::Recognizer,
-            Self::PolicyAdmin,
-            Self::Verifier,
-            Self::Auditor,
-            Self::CorridorAdmin,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

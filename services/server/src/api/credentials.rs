@@ -1,9 +1,6 @@
 //! `CredentialService`: issuing and managing a city's credentials.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
-use corridor_domain::Violations;
 use corridor_domain::caller::{Caller, Role};
 use corridor_domain::city::CityCode;
 use corridor_domain::credential::{
@@ -15,8 +12,6 @@ use corridor_domain::vc::{self, CredentialClaims};
 use corridor_proto::v1;
 use corridor_proto::v1::credential_service_server::CredentialService;
 use sea_orm::TransactionTrait;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
@@ -24,7 +19,7 @@ use super::convert::{
     category_from_api, credential_to_api, from_ts, parse_id, qualification_from_api, row_status,
     status_from_api,
 };
-use super::{Idempotency, authenticate};
+use super::{Idempotency, authenticate, paging};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::audit::{self, NewEvent};
@@ -70,23 +65,6 @@ fn may_read(caller: &Caller, city: &str) -> ApiResult<()> {
     let code = CityCode::parse("issuer_city", city)?;
     caller.require_in_city(Role::Issuer, &code)?;
     Ok(())
-}
-
-/// What a page token carries: where the page ended and which filters it
-/// was for (a token is refused with other filters).
-#[derive(Serialize, Deserialize)]
-struct PageToken {
-    t: DateTime<Utc>,
-    id: Uuid,
-    f: String,
-}
-
-fn filter_fingerprint(f: &Filter) -> String {
-    let s = format!(
-        "{:?}|{:?}|{:?}|{:?}",
-        f.issuer_city, f.status, f.category, f.holder_hash
-    );
-    hex::encode(&Sha256::digest(s)[..8])
 }
 
 impl Credentials {
@@ -236,14 +214,7 @@ impl Credentials {
         caller.require_any(&[Role::Issuer, Role::Auditor, Role::CorridorAdmin])?;
         let req = req.into_inner();
         let mut errs = Collector::default();
-        let limit = match req.page_size {
-            0 => Some(DEFAULT_PAGE_SIZE),
-            n if n < 0 => {
-                errs.push("page_size", "must not be negative");
-                None
-            }
-            n => Some(u64::try_from(n).unwrap_or(MAX_PAGE_SIZE).min(MAX_PAGE_SIZE)),
-        };
+        let limit = paging::page_size(&mut errs, req.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
         let issuer_city = if req.issuer_city.is_empty() {
             if caller.has(Role::Auditor) || caller.has(Role::CorridorAdmin) {
                 None
@@ -292,43 +263,13 @@ impl Credentials {
             category: category.map(|c| c.as_str().to_owned()),
             holder_hash,
         };
-        let fingerprint = filter_fingerprint(&filter);
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let tok: PageToken = URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| Violations::one("page_token", "not a page token of this listing"))?;
-            if tok.f != fingerprint {
-                return Err(Violations::one(
-                    "page_token",
-                    "the filters differ from the ones the token was made for",
-                )
-                .into());
-            }
-            Some(Cursor {
-                issued_at: tok.t,
-                id: tok.id,
-            })
-        };
-        let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+        let fingerprint = paging::fingerprint(&filter);
+        let after = paging::decode::<(DateTime<Utc>, Uuid)>(&req.page_token, &fingerprint)?
+            .map(|(issued_at, id)| Cursor { issued_at, id });
         // One extra row tells whether there is a next page.
-        let mut rows = cred_store::list(&self.state.db, &filter, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => {
-                let tok = PageToken {
-                    t: last.issued_at,
-                    id: last.id,
-                    f: fingerprint,
-                };
-                URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tok).map_err(ApiError::internal)?)
-            }
-            _ => String::new(),
-        };
+        let rows = cred_store::list(&self.state.db, &filter, after, limit + 1).await?;
+        let (rows, next_page_token) =
+            paging::page(rows, limit, &fingerprint, |r| (r.issued_at, r.id))?;
         Ok(v1::ListCredentialsResponse {
             credentials: rows
                 .iter()

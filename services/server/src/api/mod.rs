@@ -6,6 +6,7 @@
 pub mod city_registry;
 pub mod convert;
 pub mod credentials;
+pub mod paging;
 pub mod policy;
 pub mod recognition;
 pub mod verification;

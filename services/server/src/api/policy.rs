@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::convert::{from_ts, ts};
 use super::recognition::{facts_from_api, outcome_to_api};
-use super::{Idempotency, authenticate};
+use super::{Idempotency, authenticate, paging};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::audit::{self, NewEvent};
@@ -32,16 +32,6 @@ pub const MAX_POLICY_BYTES: usize = 256 * 1024;
 pub const SIMULATION_BUDGET: Duration = Duration::from_secs(8);
 /// Credentials read and evaluated per batch in a simulation.
 const SIMULATION_BATCH: u64 = 500;
-
-/// Policies are public rules: any caller with a known role may read them.
-const ANY_ROLE: [Role; 6] = [
-    Role::Issuer,
-    Role::Recognizer,
-    Role::PolicyAdmin,
-    Role::Verifier,
-    Role::Auditor,
-    Role::CorridorAdmin,
-];
 
 /// The handler.
 #[derive(Debug, Clone)]
@@ -225,7 +215,8 @@ impl Policies {
 
     async fn get(&self, req: Request<v1::GetPolicyRequest>) -> ApiResult<v1::GetPolicyResponse> {
         let caller = authenticate(&self.state, &req)?;
-        caller.require_any(&ANY_ROLE)?;
+        // Policies are public rules: any caller with a known role may read them.
+        caller.require_any(&Role::ALL)?;
         let req = req.into_inner();
         let mut errs = Collector::default();
         let city = errs.take(CityCode::parse("city", &req.city));
@@ -263,44 +254,20 @@ impl Policies {
         req: Request<v1::ListPolicyVersionsRequest>,
     ) -> ApiResult<v1::ListPolicyVersionsResponse> {
         let caller = authenticate(&self.state, &req)?;
-        caller.require_any(&ANY_ROLE)?;
+        // Policies are public rules: any caller with a known role may read them.
+        caller.require_any(&Role::ALL)?;
         let req = req.into_inner();
         let mut errs = Collector::default();
         let city = errs.take(CityCode::parse("city", &req.city));
-        let limit = match req.page_size {
-            0 => 20u64,
-            n if n < 0 => {
-                errs.push("page_size", "must not be negative");
-                20
-            }
-            n => u64::try_from(n).unwrap_or(100).min(100),
-        };
-        let before = if req.page_token.is_empty() {
-            None
-        } else {
-            match req
-                .page_token
-                .strip_prefix("v")
-                .and_then(|v| v.parse::<i32>().ok())
-            {
-                Some(v) => Some(v),
-                None => {
-                    errs.push("page_token", "not a page token of this listing");
-                    None
-                }
-            }
-        };
+        let limit = paging::page_size(&mut errs, req.page_size, 20, 100);
         errs.finish()?;
         let Some(city) = city else {
             return Err(ApiError::internal("parsed fields missing after validation"));
         };
-        let mut rows = policy_store::list(&self.state.db, city.as_str(), before, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => format!("v{}", last.version),
-            _ => String::new(),
-        };
+        let fingerprint = paging::fingerprint(&city);
+        let before = paging::decode::<i32>(&req.page_token, &fingerprint)?;
+        let rows = policy_store::list(&self.state.db, city.as_str(), before, limit + 1).await?;
+        let (rows, next_page_token) = paging::page(rows, limit, &fingerprint, |r| r.version)?;
         let mut versions = Vec::with_capacity(rows.len());
         for r in &rows {
             versions.push(version_to_api(

@@ -1,7 +1,5 @@
 //! `RecognitionService`: deciding, recording and re-deciding recognitions.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use corridor_domain::Violations;
 use corridor_domain::caller::{Caller, Role};
@@ -17,7 +15,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
 use super::convert::{from_ts, parse_id, qualification_from_api, ts};
-use super::{Idempotency, authenticate};
+use super::{Idempotency, authenticate, paging};
 use crate::error::{ApiError, ApiResult};
 use crate::policy_book::Decided;
 use crate::state::AppState;
@@ -181,6 +179,30 @@ pub fn recognition_to_api(
     })
 }
 
+/// `base` with the outcome, level, facts, explanation, policy version and
+/// status of decision `d` (CONDITIONAL stays open; anything else is decided).
+fn with_decision(
+    base: recognition::Model,
+    d: &Decided,
+    facts: &Facts,
+) -> ApiResult<recognition::Model> {
+    let explanation = Explanation::of(d, &base.target_city);
+    Ok(recognition::Model {
+        outcome: d.decision.outcome.as_str().to_owned(),
+        mapped_level: d.decision.mapped_level.map(i32::from),
+        facts: serde_json::to_string(facts).map_err(ApiError::internal)?,
+        explanation: serde_json::to_string(&explanation).map_err(ApiError::internal)?,
+        policy_version: d.policy_version,
+        status: if d.decision.outcome == Outcome::Conditional {
+            status::OPEN
+        } else {
+            status::DECIDED
+        }
+        .to_owned(),
+        ..base
+    })
+}
+
 fn may_read(caller: &Caller, r: &recognition::Model) -> ApiResult<()> {
     if caller.has(Role::Auditor) || caller.has(Role::CorridorAdmin) {
         return Ok(());
@@ -199,13 +221,6 @@ fn may_read(caller: &Caller, r: &recognition::Model) -> ApiResult<()> {
         "only the target city's recognizer, the source city's issuer, auditors and corridor admins may read a recognition".into(),
     )
     .into())
-}
-
-#[derive(Serialize, Deserialize)]
-struct PageToken {
-    t: DateTime<Utc>,
-    id: Uuid,
-    f: String,
 }
 
 impl Recognitions {
@@ -290,29 +305,27 @@ impl Recognitions {
         let decided = book.decide(&txn, &subject, &t, &facts, now).await?;
         let id = Uuid::now_v7();
         let attestation = self.attest(&txn, id, &cred, &target, &decided).await?;
-        let row = recognition::Model {
-            id,
-            credential_id: cred.id,
-            source_city: cred.issuer_city.clone(),
-            target_city: target.to_string(),
-            outcome: decided.decision.outcome.as_str().to_owned(),
-            mapped_level: decided.decision.mapped_level.map(i32::from),
-            facts: serde_json::to_string(&facts).map_err(ApiError::internal)?,
-            explanation: serde_json::to_string(&Explanation::of(&decided, target.as_str()))
-                .map_err(ApiError::internal)?,
-            policy_version: decided.policy_version,
-            status: if decided.decision.outcome == Outcome::Conditional {
-                status::OPEN
-            } else {
-                status::DECIDED
-            }
-            .to_owned(),
-            suspended_from: None,
-            attestation,
-            decided_by: caller.subject.clone(),
-            decided_at: now,
-            updated_at: now,
-        };
+        let row = with_decision(
+            recognition::Model {
+                id,
+                credential_id: cred.id,
+                source_city: cred.issuer_city.clone(),
+                target_city: target.to_string(),
+                outcome: String::new(),
+                mapped_level: None,
+                facts: String::new(),
+                explanation: String::new(),
+                policy_version: 0,
+                status: String::new(),
+                suspended_from: None,
+                attestation,
+                decided_by: caller.subject.clone(),
+                decided_at: now,
+                updated_at: now,
+            },
+            &decided,
+            &facts,
+        )?;
         rec_store::insert(&txn, row.clone()).await?;
         audit::append(
             &txn,
@@ -348,14 +361,7 @@ impl Recognitions {
         req: Request<v1::EvaluateRecognitionRequest>,
     ) -> ApiResult<v1::EvaluateRecognitionResponse> {
         let caller = authenticate(&self.state, &req)?;
-        caller.require_any(&[
-            Role::Recognizer,
-            Role::PolicyAdmin,
-            Role::Verifier,
-            Role::Issuer,
-            Role::Auditor,
-            Role::CorridorAdmin,
-        ])?;
+        caller.require_any(&Role::ALL)?;
         let req = req.into_inner();
         let mut errs = Collector::default();
         let cred_id = errs.take(parse_id("credential_id", &req.credential_id));
@@ -409,14 +415,7 @@ impl Recognitions {
         let req = req.into_inner();
         let privileged = caller.has(Role::Auditor) || caller.has(Role::CorridorAdmin);
         let mut errs = Collector::default();
-        let limit = match req.page_size {
-            0 => Some(50u64),
-            n if n < 0 => {
-                errs.push("page_size", "must not be negative");
-                None
-            }
-            n => Some(u64::try_from(n).unwrap_or(500).min(500)),
-        };
+        let limit = paging::page_size(&mut errs, req.page_size, 50, 500);
         let target_city = if req.target_city.is_empty() {
             if privileged {
                 None
@@ -452,42 +451,11 @@ impl Recognitions {
             credential_id,
             status: st.map(str::to_owned),
         };
-        let fingerprint = format!(
-            "{:?}|{:?}|{:?}",
-            filter.target_city, filter.credential_id, filter.status
-        );
-        let after = if req.page_token.is_empty() {
-            None
-        } else {
-            let tok: PageToken = URL_SAFE_NO_PAD
-                .decode(&req.page_token)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .ok_or_else(|| Violations::one("page_token", "not a page token of this listing"))?;
-            if tok.f != fingerprint {
-                return Err(Violations::one(
-                    "page_token",
-                    "the filters differ from the ones the token was made for",
-                )
-                .into());
-            }
-            Some((tok.t, tok.id))
-        };
-        let limit = limit.unwrap_or(50);
-        let mut rows = rec_store::list(&self.state.db, &filter, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next_page_token = match (more, rows.last()) {
-            (true, Some(last)) => URL_SAFE_NO_PAD.encode(
-                serde_json::to_vec(&PageToken {
-                    t: last.decided_at,
-                    id: last.id,
-                    f: fingerprint,
-                })
-                .map_err(ApiError::internal)?,
-            ),
-            _ => String::new(),
-        };
+        let fingerprint = paging::fingerprint(&filter);
+        let after = paging::decode::<(DateTime<Utc>, Uuid)>(&req.page_token, &fingerprint)?;
+        let rows = rec_store::list(&self.state.db, &filter, after, limit + 1).await?;
+        let (rows, next_page_token) =
+            paging::page(rows, limit, &fingerprint, |r| (r.decided_at, r.id))?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(recognition_to_api(r, None)?);
@@ -563,23 +531,15 @@ impl Recognitions {
         let subject: Subject = book.subject(&txn, &cred).await?;
         let decided = book.decide(&txn, &subject, &t, &facts, now).await?;
         let attestation = self.attest(&txn, id, &cred, &target, &decided).await?;
-        let updated = recognition::Model {
-            outcome: decided.decision.outcome.as_str().to_owned(),
-            mapped_level: decided.decision.mapped_level.map(i32::from),
-            facts: serde_json::to_string(&facts).map_err(ApiError::internal)?,
-            explanation: serde_json::to_string(&Explanation::of(&decided, target.as_str()))
-                .map_err(ApiError::internal)?,
-            policy_version: decided.policy_version,
-            status: if decided.decision.outcome == Outcome::Conditional {
-                status::OPEN
-            } else {
-                status::DECIDED
-            }
-            .to_owned(),
-            attestation,
-            updated_at: now,
-            ..row.clone()
-        };
+        let updated = with_decision(
+            recognition::Model {
+                attestation,
+                updated_at: now,
+                ..row.clone()
+            },
+            &decided,
+            &facts,
+        )?;
         rec_store::update(&txn, updated.clone()).await?;
         audit::append(
             &txn,
@@ -613,14 +573,7 @@ impl Recognitions {
         req: Request<v1::GetRecognitionMatrixRequest>,
     ) -> ApiResult<v1::GetRecognitionMatrixResponse> {
         let caller = authenticate(&self.state, &req)?;
-        caller.require_any(&[
-            Role::Recognizer,
-            Role::PolicyAdmin,
-            Role::Verifier,
-            Role::Issuer,
-            Role::Auditor,
-            Role::CorridorAdmin,
-        ])?;
+        caller.require_any(&Role::ALL)?;
         let req = req.into_inner();
         let mut errs = Collector::default();
         let q = errs.take(qualification_from_api(

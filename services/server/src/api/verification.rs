@@ -131,13 +131,8 @@ impl Verification {
         req: Request<v1::VerifyCredentialRequest>,
     ) -> ApiResult<v1::VerifyCredentialResponse> {
         let caller = authenticate(&self.state, &req)?;
-        caller.require_any(&[
-            Role::Verifier,
-            Role::Issuer,
-            Role::Recognizer,
-            Role::Auditor,
-            Role::CorridorAdmin,
-        ])?;
+        // Any known role may verify; `verifier` is the employer's.
+        caller.require_any(&Role::ALL)?;
         let req = req.into_inner();
         let holder = if req.holder_national_id.is_empty() {
             None
