@@ -190,7 +190,7 @@ async fn a_city_manages_only_its_own_credentials() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(err.code(), Code::NotFound);
     // Issuing in another city's name is refused too.
     let err = creds
         .issue_credential(authed(

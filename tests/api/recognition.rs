@@ -676,6 +676,23 @@ async fn invalid_policies_are_refused_with_located_diagnostics() {
         .unwrap()
         .into_inner();
     assert_eq!(list.versions.len(), 1);
+    // The past is not rewritten.
+    let err = p
+        .publish_policy(authed(
+            v1::PublishPolicyRequest {
+                request_id: "past".into(),
+                city: "hangzhou".into(),
+                source: TIGHTER_HANGZHOU.into(),
+                effective_from: Some(prost_types::Timestamp {
+                    seconds: chrono::Utc::now().timestamp() - 86_400,
+                    nanos: 0,
+                }),
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["effective_from"]);
     // A valid draft validates with its rule ids.
     let v = p
         .validate_policy(authed(
@@ -1038,7 +1055,7 @@ async fn who_may_decide_publish_and_read() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(err.code(), Code::NotFound);
     let err = client
         .update_recognition_facts(authed(
             v1::UpdateRecognitionFactsRequest {

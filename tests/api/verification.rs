@@ -197,3 +197,55 @@ async fn verify_bad_requests() {
         v1::CheckOutcome::Failed
     );
 }
+
+#[tokio::test]
+async fn a_validly_signed_token_that_is_not_the_registered_one_fails() {
+    // Someone holding a city key (leaked, or retired but cached) signs a
+    // better qualification under the id of a real, active credential.
+    use corridor_domain::keys::IssuerSigningKey;
+    use corridor_server::store::keys as key_store;
+    let app = TestApp::spawn().await;
+    let c = issue(&app, "hangzhou", "forge-1").await;
+    let row = key_store::current(&app.db, "hangzhou", key_store::Lock::None)
+        .await
+        .unwrap()
+        .unwrap();
+    let kek = corridor_server::config::Settings::default()
+        .with_dev_defaults()
+        .kek()
+        .unwrap();
+    let city = corridor_domain::city::CityCode::parse("c", "hangzhou").unwrap();
+    let key =
+        IssuerSigningKey::unseal(&row.kid, city.clone(), &row.sealed_private_key, &kek).unwrap();
+    let claims = corridor_domain::vc::CredentialClaims {
+        id: uuid::Uuid::parse_str(&c.id).unwrap(),
+        issuer_city: city,
+        qualification: corridor_domain::qualification::Qualification::parse(
+            "q",
+            Some(corridor_domain::qualification::Category::ProfessionalTitle),
+            "engineering",
+            5,
+            "正高级工程师",
+        )
+        .unwrap(),
+        holder_name: "张三".into(),
+        window: corridor_domain::credential::ValidityWindow {
+            from: chrono::Utc::now(),
+            until: None,
+        },
+        issued_at: chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap(),
+    };
+    let forged = corridor_domain::vc::sign(&key, &claims).unwrap();
+    let v = verify_token(&app, &forged, "").await;
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Signature),
+        v1::CheckOutcome::Passed
+    );
+    assert_eq!(
+        outcome(&v, v1::VerificationCheck::Status),
+        v1::CheckOutcome::Failed
+    );
+    assert!(!v.valid, "{v:?}");
+    // The genuine token still verifies.
+    assert!(verify_token(&app, &c.token, "").await.valid);
+}

@@ -62,6 +62,9 @@ pub struct Rule {
 pub struct CompiledPolicy {
     pub(crate) rules: Vec<Rule>,
     pub(crate) set: PolicySet,
+    /// The permit rules alone, to explain which permits matched when a
+    /// forbid decided.
+    pub(crate) permits: PolicySet,
     pub(crate) by_policy: HashMap<PolicyId, usize>,
 }
 
@@ -81,6 +84,12 @@ pub struct Engine {
     pub(crate) city_type: EntityTypeName,
     pub(crate) credential_type: EntityTypeName,
 }
+
+/// Most rules in one policy.
+pub const MAX_RULES: usize = 500;
+/// Most distinct series strings the conflict search tries (it bounds the
+/// search's work: grid size grows with them).
+pub const MAX_GRID_SERIES: usize = 48;
 
 const ANNOTATIONS: [&str; 6] = [
     "id",
@@ -184,6 +193,14 @@ impl Engine {
             }
         };
         let mut diags = Vec::new();
+        if set.policies().count() > MAX_RULES {
+            return Err(vec![Diagnostic {
+                line: 1,
+                column: 1,
+                rule_id: None,
+                message: format!("a policy has at most {MAX_RULES} rules"),
+            }]);
+        }
         let mut rules = Vec::new();
         let mut by_policy = HashMap::new();
         let mut ids = BTreeSet::new();
@@ -220,9 +237,15 @@ impl Engine {
             diags.sort_by_key(|d| (d.line, d.column));
             return Err(diags);
         }
+        let mut permits = PolicySet::new();
+        for p in set.policies().filter(|p| p.effect() == Effect::Permit) {
+            // Ids are unique within `set`, so adding to an empty set cannot clash.
+            let _ = permits.add(p.clone());
+        }
         let compiled = CompiledPolicy {
             rules,
             set,
+            permits,
             by_policy,
         };
         if !check_conflicts {
@@ -486,6 +509,7 @@ fn grid_subjects(policy: &CompiledPolicy) -> Vec<Subject> {
             }
         }
     }
+    let series: Vec<String> = series.into_iter().take(MAX_GRID_SERIES).collect();
     let now = chrono::Utc::now();
     let mut out = Vec::new();
     for category in Category::ALL {

@@ -346,15 +346,9 @@ impl Engine {
             .map(|e| e.to_string())
             .collect();
         if response.decision() == CedarDecision::Deny && !matched.is_empty() {
-            let mut permits_only = cedar_policy::PolicySet::new();
-            for p in policy.set.policies() {
-                if p.effect() == Effect::Permit {
-                    let _ = permits_only.add(p.clone());
-                }
-            }
             let r2 = self
                 .authorizer
-                .is_authorized(&request, &permits_only, &entities);
+                .is_authorized(&request, &policy.permits, &entities);
             matched.extend(r2.diagnostics().reason().filter_map(rule_of));
         }
         let order = |rules: &[Rule], v: &mut Vec<usize>| {

@@ -2,9 +2,11 @@
 //!
 //! Verifying keys of every city (current and retired) are cached so that a
 //! verify needs no database round trip for its key. The cache is refreshed
-//! when this replica rotates a key, and on a miss for an unknown kid (another
-//! replica may have rotated), at most once per [`MISS_RELOAD_INTERVAL`] so
-//! that tokens with made-up kids cannot turn into a database load.
+//! when this replica rotates a key; every [`REFRESH_INTERVAL`] (so a key
+//! another replica retired gets its `not_after` here too); and on a miss for
+//! an unknown kid (another replica may have rotated), at most once per
+//! [`MISS_RELOAD_INTERVAL`] so that tokens with made-up kids cannot turn into
+//! a database load.
 //!
 //! Signing keys are unsealed lazily, per city, and re-read from the database
 //! when the city's current kid changed under us.
@@ -24,12 +26,15 @@ use crate::store::keys as key_store;
 
 /// Minimum time between two reloads caused by unknown kids.
 pub const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+/// Age after which the cache is reloaded on the next verify.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The keyring shared by all handlers.
 pub struct Keyring {
     kek: KeyEncryptionKey,
     verifying: RwLock<HashMap<String, Arc<IssuerVerifyingKey>>>,
     signing: RwLock<HashMap<String, Arc<IssuerSigningKey>>>,
+    loaded_at: RwLock<Option<Instant>>,
     last_miss_reload: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -62,6 +67,7 @@ impl Keyring {
             kek,
             verifying: RwLock::new(HashMap::new()),
             signing: RwLock::new(HashMap::new()),
+            loaded_at: RwLock::new(None),
             last_miss_reload: tokio::sync::Mutex::new(None),
         }
     }
@@ -76,7 +82,10 @@ impl Keyring {
     pub async fn bootstrap(&self, db: &DatabaseConnection, city_codes: &[String]) -> ApiResult<()> {
         let now = Utc::now();
         for code in city_codes {
-            if key_store::current(db, code, false).await?.is_some() {
+            if key_store::current(db, code, key_store::Lock::None)
+                .await?
+                .is_some()
+            {
                 continue;
             }
             let key = IssuerSigningKey::generate(&city(code)?, now).map_err(ApiError::internal)?;
@@ -107,7 +116,18 @@ impl Keyring {
         if let Ok(mut v) = self.verifying.write() {
             *v = map;
         }
+        if let Ok(mut t) = self.loaded_at.write() {
+            *t = Some(Instant::now());
+        }
         Ok(())
+    }
+
+    fn fresh(&self) -> bool {
+        self.loaded_at
+            .read()
+            .ok()
+            .and_then(|t| *t)
+            .is_some_and(|t| t.elapsed() < REFRESH_INTERVAL)
     }
 
     /// A cached verifying key.
@@ -115,24 +135,29 @@ impl Keyring {
         self.verifying.read().ok()?.get(kid).cloned()
     }
 
-    /// A verifying key, reloading the cache on a miss (rate-limited).
+    /// A verifying key: from the cache while it is fresh; reloading it when
+    /// it is older than [`REFRESH_INTERVAL`] or on a miss (rate-limited).
     pub async fn verifying(
         &self,
         db: &DatabaseConnection,
         kid: &str,
     ) -> ApiResult<Option<Arc<IssuerVerifyingKey>>> {
-        if let Some(k) = self.cached(kid) {
+        if self.fresh()
+            && let Some(k) = self.cached(kid)
+        {
             return Ok(Some(k));
         }
         let mut last = self.last_miss_reload.lock().await;
         // Another task may have reloaded while we waited for the lock.
-        if let Some(k) = self.cached(kid) {
-            return Ok(Some(k));
+        if self.fresh() {
+            if let Some(k) = self.cached(kid) {
+                return Ok(Some(k));
+            }
+            if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_INTERVAL) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
         }
-        if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_INTERVAL) {
-            return Ok(None);
-        }
-        *last = Some(Instant::now());
         self.reload(db).await?;
         Ok(self.cached(kid))
     }

@@ -99,7 +99,7 @@ impl CityRegistry {
         if let Some(replay) = idem.claim(&txn, now).await? {
             return Ok(replay);
         }
-        let old = key_store::current(&txn, code.as_str(), true)
+        let old = key_store::current(&txn, code.as_str(), key_store::Lock::Update)
             .await?
             .ok_or_else(|| ApiError::FailedPrecondition(format!("{code} has no current key")))?;
         let new_key = IssuerSigningKey::generate(&code, now).map_err(ApiError::internal)?;

@@ -130,7 +130,7 @@ impl Credentials {
         if let Some(replay) = idem.claim(&txn, now).await? {
             return Ok(replay);
         }
-        let key_row = key_store::current(&txn, city.as_str(), false)
+        let key_row = key_store::current(&txn, city.as_str(), key_store::Lock::Share)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no corridor city {city}")))?;
         let key = self.state.keyring.signing_for(&key_row)?;
@@ -200,7 +200,10 @@ impl Credentials {
         let row = cred_store::get(&self.state.db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no credential {id}")))?;
-        may_read(&caller, &row.issuer_city)?;
+        // Someone else's credential is answered like a missing one: the
+        // answer must not tell a caller which ids exist in other cities.
+        may_read(&caller, &row.issuer_city)
+            .map_err(|_| ApiError::NotFound(format!("no credential {id}")))?;
         Ok(v1::GetCredentialResponse {
             credential: Some(credential_to_api(&row)?),
         })

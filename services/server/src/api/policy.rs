@@ -8,7 +8,7 @@ use corridor_domain::Violations;
 use corridor_domain::caller::Role;
 use corridor_domain::city::CityCode;
 use corridor_domain::error::Collector;
-use corridor_policy::{CompiledPolicy, Diagnostic, Outcome};
+use corridor_policy::{CompiledPolicy, Diagnostic, Outcome, Target};
 use corridor_proto::v1;
 use corridor_proto::v1::policy_service_server::PolicyService;
 use sea_orm::TransactionTrait;
@@ -90,6 +90,20 @@ impl Policies {
         Self { state }
     }
 
+    /// Compiles a draft on the blocking pool: validation includes the rule
+    /// conflict search, CPU work that must not stall the async workers.
+    async fn compile(
+        &self,
+        source: &str,
+        target: Target,
+    ) -> ApiResult<Result<CompiledPolicy, Vec<Diagnostic>>> {
+        let state = self.state.clone();
+        let source = source.to_owned();
+        tokio::task::spawn_blocking(move || state.policies.engine().compile(&source, Some(&target)))
+            .await
+            .map_err(ApiError::internal)
+    }
+
     async fn validate(
         &self,
         req: Request<v1::ValidatePolicyRequest>,
@@ -109,8 +123,8 @@ impl Policies {
             .policies
             .target(&self.state.db, city.as_str())
             .await?;
-        let engine = self.state.policies.engine();
-        Ok(match engine.compile(source, Some(&target)) {
+        let engine_result = self.compile(source, target).await?;
+        Ok(match engine_result {
             Ok(p) => v1::ValidatePolicyResponse {
                 valid: true,
                 diagnostics: Vec::new(),
@@ -147,16 +161,22 @@ impl Policies {
             return Err(ApiError::internal("parsed fields missing after validation"));
         };
         caller.require_in_city(Role::PolicyAdmin, &city)?;
+        let now = Utc::now();
+        // The past is not rewritten: which policy decided yesterday stays
+        // what it was, so `as_of` evaluations reproduce recorded decisions.
+        if let Some(t) = effective_from
+            && t < now - chrono::Duration::seconds(60)
+        {
+            return Err(Violations::one("effective_from", "must not be in the past").into());
+        }
         let target = self
             .state
             .policies
             .target(&self.state.db, city.as_str())
             .await?;
         let compiled = self
-            .state
-            .policies
-            .engine()
-            .compile(source, Some(&target))
+            .compile(source, target)
+            .await?
             .map_err(|d| ApiError::Invalid(diags_to_violations(&d)))?;
         let idem = Idempotency::new(
             &caller,
@@ -167,7 +187,6 @@ impl Policies {
                 ..req.clone()
             },
         )?;
-        let now = Utc::now();
         let txn = self.state.db.begin().await?;
         if let Some(replay) = idem.claim(&txn, now).await? {
             return Ok(replay);
@@ -316,9 +335,9 @@ impl Policies {
         let book = &self.state.policies;
         let db = &self.state.db;
         let target = book.target(db, city.as_str()).await?;
-        let draft = book
-            .engine()
-            .compile(source, Some(&target))
+        let draft = self
+            .compile(source, target.clone())
+            .await?
             .map_err(|d| ApiError::Invalid(diags_to_violations(&d)))?;
         let draft = (0, std::sync::Arc::new(draft));
         let now = Utc::now();

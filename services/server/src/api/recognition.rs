@@ -238,7 +238,7 @@ impl Recognitions {
         target: &CityCode,
         d: &Decided,
     ) -> ApiResult<String> {
-        let key_row = key_store::current(conn, target.as_str(), false)
+        let key_row = key_store::current(conn, target.as_str(), key_store::Lock::Share)
             .await?
             .ok_or_else(|| ApiError::internal(format!("{target} has no current key")))?;
         let key = self.state.keyring.signing_for(&key_row)?;
@@ -296,7 +296,9 @@ impl Recognitions {
         if let Some(replay) = idem.claim(&txn, now).await? {
             return Ok(replay);
         }
-        let cred = cred_store::get(&txn, cred_id)
+        // Locked until commit: a concurrent suspension or revocation waits,
+        // and its cascade then sees this recognition.
+        let cred = cred_store::get_for_update(&txn, cred_id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no credential {cred_id}")))?;
         let book = &self.state.policies;
@@ -399,7 +401,8 @@ impl Recognitions {
         let row = rec_store::get(&self.state.db, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no recognition {id}")))?;
-        may_read(&caller, &row)?;
+        // Like a missing one, so that existence does not leak across cities.
+        may_read(&caller, &row).map_err(|_| ApiError::NotFound(format!("no recognition {id}")))?;
         let cred = cred_store::get(&self.state.db, row.credential_id).await?;
         Ok(v1::GetRecognitionResponse {
             recognition: Some(recognition_to_api(&row, cred.as_ref())?),

@@ -200,8 +200,13 @@ impl Verification {
                 Outcome::Failed("the credential is not in the corridor registry".into()),
                 None,
             ),
-            (Some(c), Some(r)) if r.id != c.id => (
-                Outcome::Failed("the stored token does not match the credential".into()),
+            // The registry's record is the authority: a token that verifies
+            // but is not the one issued under this id (signed with a leaked
+            // or retired key, say) does not inherit the record's status.
+            (Some(c), Some(r)) if r.id != c.id || r.token != token => (
+                Outcome::Failed(
+                    "the token is not the one the registry issued under this credential id".into(),
+                ),
                 None,
             ),
             (Some(_), Some(r)) => {

@@ -40,18 +40,33 @@ pub async fn for_city(
         .await
 }
 
-/// The current key of a city; with `lock`, locks the row until the end of
-/// the transaction (Postgres `FOR UPDATE`; SQLite serializes writers anyway).
+/// How [`current`] locks the key row until the end of the transaction
+/// (Postgres; SQLite serializes writers anyway).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    /// A plain read.
+    None,
+    /// `FOR SHARE`: signers; a rotation waits until they commit.
+    Share,
+    /// `FOR UPDATE`: the rotation itself.
+    Update,
+}
+
+/// The current key of a city.
 pub async fn current(
     conn: &impl ConnectionTrait,
     city: &str,
-    lock: bool,
+    lock: Lock,
 ) -> Result<Option<issuer_key::Model>, DbErr> {
     let mut q = Entity::find()
         .filter(Column::CityCode.eq(city))
         .filter(Column::Status.eq(CURRENT));
-    if lock && conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        q = q.lock_exclusive();
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        q = match lock {
+            Lock::None => q,
+            Lock::Share => q.lock_shared(),
+            Lock::Update => q.lock_exclusive(),
+        };
     }
     q.one(conn).await
 }
