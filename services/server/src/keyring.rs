@@ -2,8 +2,9 @@
 //!
 //! Verifying keys of every city (current and retired) are cached so that a
 //! verify needs no database round trip for its key. The cache is refreshed
-//! when this replica rotates a key; every [`REFRESH_INTERVAL`] (so a key
-//! another replica retired gets its `not_after` here too); and on a miss for
+//! when this replica rotates a key; every [`REFRESH_INTERVAL`] by a background
+//! task, off the request path (so a key another replica retired gets its
+//! `not_after` here too); and on a miss for
 //! an unknown kid (another replica may have rotated), at most once per
 //! [`MISS_RELOAD_INTERVAL`] so that tokens with made-up kids cannot turn into
 //! a database load.
@@ -26,7 +27,7 @@ use crate::store::keys as key_store;
 
 /// Minimum time between two reloads caused by unknown kids.
 pub const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
-/// Age after which the cache is reloaded on the next verify.
+/// How often the background task reloads the cache.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The keyring shared by all handlers.
@@ -34,7 +35,6 @@ pub struct Keyring {
     kek: KeyEncryptionKey,
     verifying: RwLock<HashMap<String, Arc<IssuerVerifyingKey>>>,
     signing: RwLock<HashMap<String, Arc<IssuerSigningKey>>>,
-    loaded_at: RwLock<Option<Instant>>,
     last_miss_reload: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -67,7 +67,6 @@ impl Keyring {
             kek,
             verifying: RwLock::new(HashMap::new()),
             signing: RwLock::new(HashMap::new()),
-            loaded_at: RwLock::new(None),
             last_miss_reload: tokio::sync::Mutex::new(None),
         }
     }
@@ -116,18 +115,7 @@ impl Keyring {
         if let Ok(mut v) = self.verifying.write() {
             *v = map;
         }
-        if let Ok(mut t) = self.loaded_at.write() {
-            *t = Some(Instant::now());
-        }
         Ok(())
-    }
-
-    fn fresh(&self) -> bool {
-        self.loaded_at
-            .read()
-            .ok()
-            .and_then(|t| *t)
-            .is_some_and(|t| t.elapsed() < REFRESH_INTERVAL)
     }
 
     /// A cached verifying key.
@@ -135,31 +123,41 @@ impl Keyring {
         self.verifying.read().ok()?.get(kid).cloned()
     }
 
-    /// A verifying key: from the cache while it is fresh; reloading it when
-    /// it is older than [`REFRESH_INTERVAL`] or on a miss (rate-limited).
+    /// A verifying key, reloading the cache on a miss (rate-limited).
+    /// Periodic refreshes happen off the request path ([`Keyring::refresh_loop`]),
+    /// so a verify whose key is cached makes no database round trip for it.
     pub async fn verifying(
         &self,
         db: &DatabaseConnection,
         kid: &str,
     ) -> ApiResult<Option<Arc<IssuerVerifyingKey>>> {
-        if self.fresh()
-            && let Some(k) = self.cached(kid)
-        {
+        if let Some(k) = self.cached(kid) {
             return Ok(Some(k));
         }
         let mut last = self.last_miss_reload.lock().await;
         // Another task may have reloaded while we waited for the lock.
-        if self.fresh() {
-            if let Some(k) = self.cached(kid) {
-                return Ok(Some(k));
-            }
-            if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_INTERVAL) {
-                return Ok(None);
-            }
-            *last = Some(Instant::now());
+        if let Some(k) = self.cached(kid) {
+            return Ok(Some(k));
         }
+        if last.is_some_and(|t| t.elapsed() < MISS_RELOAD_INTERVAL) {
+            return Ok(None);
+        }
+        *last = Some(Instant::now());
         self.reload(db).await?;
         Ok(self.cached(kid))
+    }
+
+    /// Reloads the cache every [`REFRESH_INTERVAL`] while `state` lives.
+    pub async fn refresh_loop(state: std::sync::Weak<crate::state::Inner>) {
+        let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Err(e) = state.keyring.reload(&state.db).await {
+                tracing::warn!(error = %e, "issuer key refresh failed; keeping the cached keys");
+            }
+        }
     }
 
     /// The signing key for `row` (the city's current key as just read from

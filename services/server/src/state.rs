@@ -89,6 +89,7 @@ impl AppState {
                 audit,
             }),
         };
+        tokio::spawn(Keyring::refresh_loop(Arc::downgrade(&state.inner)));
         Ok((state, audit_task))
     }
 }
