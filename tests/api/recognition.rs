@@ -314,6 +314,31 @@ async fn songjiang_conditional_then_recognized_and_suzhou_downgrade() {
     assert_eq!(e.policy_version, 1);
     assert_eq!(e.deciding_rules, ["titles-deputy-senior-outside-shanghai"]);
     assert_eq!(e.unmet_conditions.len(), 1);
+    // Every rule that did not apply says which of its conditions failed.
+    let not_applied: Vec<(String, String)> = e
+        .rules_not_applied
+        .iter()
+        .map(|r| (r.rule_id.clone(), r.failed_condition.clone()))
+        .collect();
+    assert!(
+        not_applied.contains(&(
+            "skills-same-level".into(),
+            "resource.category == \"SKILL_LEVEL\"".into()
+        )),
+        "{not_applied:?}"
+    );
+    assert!(
+        not_applied.contains(&(
+            "work-permit-class-a".into(),
+            "resource.category == \"FOREIGN_WORK_PERMIT\"".into()
+        )),
+        "{not_applied:?}"
+    );
+    assert_eq!(
+        not_applied.len() + e.matched_rules.len(),
+        9,
+        "songjiang has 9 rules"
+    );
     assert!(
         e.unmet_conditions[0].contains("local_social_insurance_months >= 6"),
         "{e:?}"

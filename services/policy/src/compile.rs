@@ -66,6 +66,12 @@ pub struct CompiledPolicy {
     /// forbid decided.
     pub(crate) permits: PolicySet,
     pub(crate) by_policy: HashMap<PolicyId, usize>,
+    /// Each rule's `when` conditions split at top-level `&&` (and each
+    /// `unless`, negated), one policy per conjunct, to say which condition of
+    /// a rule that did not apply failed.
+    pub(crate) conjuncts: PolicySet,
+    /// Conjunct policy id → (rule index, position, Cedar text).
+    pub(crate) conjunct_of: HashMap<PolicyId, (usize, usize, String)>,
 }
 
 impl CompiledPolicy {
@@ -242,7 +248,10 @@ impl Engine {
             // Ids are unique within `set`, so adding to an empty set cannot clash.
             let _ = permits.add(p.clone());
         }
+        let (conjuncts, conjunct_of) = split_conjuncts(&set, &by_policy);
         let compiled = CompiledPolicy {
+            conjuncts,
+            conjunct_of,
             rules,
             set,
             permits,
@@ -482,6 +491,73 @@ impl Engine {
         out.sort_by_key(|d| (d.line, d.column));
         out
     }
+}
+
+/// Splits each rule's conditions into conjuncts (see [`CompiledPolicy`]).
+/// A rule whose JSON form cannot be split simply gets no conjuncts: the
+/// explanation then names it without the failing condition.
+fn split_conjuncts(
+    set: &PolicySet,
+    by_policy: &HashMap<PolicyId, usize>,
+) -> (PolicySet, HashMap<PolicyId, (usize, usize, String)>) {
+    fn flatten(e: &serde_json::Value, out: &mut Vec<serde_json::Value>) {
+        match e.get("&&") {
+            Some(and) => {
+                if let (Some(l), Some(r)) = (and.get("left"), and.get("right")) {
+                    flatten(l, out);
+                    flatten(r, out);
+                }
+            }
+            None => out.push(e.clone()),
+        }
+    }
+    let mut conjuncts = PolicySet::new();
+    let mut of = HashMap::new();
+    for p in set.policies() {
+        let Some(&rule) = by_policy.get(p.id()) else {
+            continue;
+        };
+        let Ok(json) = p.to_json() else { continue };
+        let mut parts = Vec::new();
+        for c in json
+            .get("conditions")
+            .and_then(|c| c.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let Some(body) = c.get("body") else { continue };
+            if c.get("kind").and_then(|k| k.as_str()) == Some("unless") {
+                parts.push(serde_json::json!({ "!": { "arg": body } }));
+            } else {
+                flatten(body, &mut parts);
+            }
+        }
+        for (k, body) in parts.into_iter().enumerate() {
+            let id = PolicyId::new(format!("{}#c{k}", p.id()));
+            let policy_json = serde_json::json!({
+                "effect": "permit",
+                "principal": { "op": "All" },
+                "action": { "op": "All" },
+                "resource": { "op": "All" },
+                "conditions": [ { "kind": "when", "body": body } ],
+            });
+            let Ok(policy) = Policy::from_json(Some(id.clone()), policy_json) else {
+                continue;
+            };
+            let text = policy.to_string();
+            let text = text
+                .split_once("when {")
+                .and_then(|(_, rest)| rest.rsplit_once('}'))
+                .map_or(text.as_str(), |(cond, _)| cond)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            if conjuncts.add(policy).is_ok() {
+                of.insert(id, (rule, k, text));
+            }
+        }
+    }
+    (conjuncts, of)
 }
 
 /// Synthetic credentials: every category and level, the series the policy

@@ -155,6 +155,9 @@ pub struct Decision {
     pub guard_rail: Option<GuardRail>,
     /// Rules that could not be evaluated (e.g. a fact used without `has`).
     pub evaluation_errors: Vec<String>,
+    /// Rules that did not apply, each with the first of its conditions that
+    /// does not hold (empty when not asked for, see [`Engine::explain_not_applied`]).
+    pub rules_not_applied: Vec<(String, String)>,
 }
 
 impl Decision {
@@ -184,6 +187,7 @@ impl Decision {
             reason: g.reason().to_owned(),
             guard_rail: Some(g),
             evaluation_errors: Vec::new(),
+            rules_not_applied: Vec::new(),
         }
     }
 }
@@ -387,6 +391,53 @@ impl Engine {
             == CedarDecision::Allow)
     }
 
+    /// For every rule of `policy` that did not match (per `decision`), the
+    /// first of its conditions that does not hold, in source order. One more
+    /// Cedar evaluation; recorded and dry-run decisions carry it, bulk ones
+    /// (matrix, simulation) skip it.
+    pub fn explain_not_applied(
+        &self,
+        policy: &CompiledPolicy,
+        decision: &mut Decision,
+        subject: &Subject,
+        target: &Target,
+        facts: &Facts,
+        at: DateTime<Utc>,
+    ) -> Result<(), String> {
+        if decision.guard_rail.is_some() {
+            return Ok(());
+        }
+        let (request, entities) = self.request(subject, target, facts, at)?;
+        let response = self
+            .authorizer
+            .is_authorized(&request, &policy.conjuncts, &entities);
+        let holds: HashSet<&PolicyId> = response.diagnostics().reason().collect();
+        let mut first_failed: HashMap<usize, (usize, &str)> = HashMap::new();
+        for (id, (rule, k, text)) in &policy.conjunct_of {
+            if holds.contains(id) {
+                continue;
+            }
+            let e = first_failed.entry(*rule).or_insert((*k, text));
+            if *k < e.0 {
+                *e = (*k, text);
+            }
+        }
+        decision.rules_not_applied = policy
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !decision.matched_rules.contains(&r.id))
+            .map(|(i, r)| {
+                let why = first_failed.get(&i).map_or_else(
+                    || "its scope does not match".to_owned(),
+                    |(_, t)| (*t).to_owned(),
+                );
+                (r.id.clone(), why)
+            })
+            .collect();
+        Ok(())
+    }
+
     /// Decides whether `subject` is recognized in `target` under `policy` at `at`.
     pub fn decide(
         &self,
@@ -417,6 +468,7 @@ impl Engine {
             reason: String::new(),
             guard_rail: None,
             evaluation_errors,
+            rules_not_applied: Vec::new(),
         };
         if let Some(&i) = forbids.first() {
             let r = &policy.rules[i];

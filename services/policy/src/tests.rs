@@ -233,3 +233,48 @@ fn overlapping_rules_of_equal_priority_are_a_conflict() {
     );
     assert!(diags(&fixed).is_empty());
 }
+
+#[test]
+fn rules_that_did_not_apply_name_their_failing_condition() {
+    let e = engine();
+    let p = policy(&e, "songjiang");
+    let s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        3,
+        "hangzhou",
+        "Zhejiang",
+        Utc::now(),
+    );
+    let t = target("songjiang", "Shanghai");
+    let mut d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!(d.deciding_rules, ["titles-same-level"]);
+    assert!(d.rules_not_applied.is_empty(), "only on request");
+    e.explain_not_applied(&p, &mut d, &s, &t, &Facts::default(), Utc::now())
+        .unwrap();
+    let why = |id: &str| {
+        d.rules_not_applied
+            .iter()
+            .find(|(r, _)| r == id)
+            .map(|(_, w)| w.clone())
+            .unwrap_or_else(|| panic!("{id} missing from {:?}", d.rules_not_applied))
+    };
+    assert_eq!(
+        why("titles-deputy-senior-outside-shanghai"),
+        "resource.level == 4"
+    );
+    assert_eq!(
+        why("skills-same-level"),
+        "resource.category == \"SKILL_LEVEL\""
+    );
+    assert!(
+        !d.rules_not_applied
+            .iter()
+            .any(|(r, _)| r == "titles-same-level")
+    );
+    // Every rule is either matched or explained.
+    assert_eq!(
+        d.rules_not_applied.len() + d.matched_rules.len(),
+        p.rules().len()
+    );
+}

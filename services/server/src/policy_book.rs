@@ -231,7 +231,9 @@ impl PolicyBook {
         })
     }
 
-    /// Decides `subject` into `target` as of `at`, reading the policy in force.
+    /// Decides `subject` into `target` as of `at`, reading the policy in
+    /// force, with the full explanation (including, for every rule that did
+    /// not apply, the condition that failed).
     pub async fn decide(
         &self,
         conn: &impl ConnectionTrait,
@@ -241,6 +243,12 @@ impl PolicyBook {
         at: DateTime<Utc>,
     ) -> ApiResult<Decided> {
         let policy = self.in_force(conn, &target.city, at).await?;
-        self.decide_with(policy.as_ref(), subject, target, facts, at)
+        let mut d = self.decide_with(policy.as_ref(), subject, target, facts, at)?;
+        if let Some((_, p)) = &policy {
+            self.engine
+                .explain_not_applied(p, &mut d.decision, subject, target, facts, at)
+                .map_err(ApiError::internal)?;
+        }
+        Ok(d)
     }
 }

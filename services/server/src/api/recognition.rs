@@ -114,6 +114,8 @@ pub struct Explanation {
     reason: String,
     evaluation_errors: Vec<String>,
     decision_time: DateTime<Utc>,
+    #[serde(default)]
+    rules_not_applied: Vec<(String, String)>,
 }
 
 impl Explanation {
@@ -129,6 +131,7 @@ impl Explanation {
             reason: d.decision.reason.clone(),
             evaluation_errors: d.decision.evaluation_errors.clone(),
             decision_time: d.at,
+            rules_not_applied: d.decision.rules_not_applied.clone(),
         }
     }
 
@@ -144,6 +147,14 @@ impl Explanation {
             reason: self.reason.clone(),
             evaluation_errors: self.evaluation_errors.clone(),
             decision_time: Some(ts(self.decision_time)),
+            rules_not_applied: self
+                .rules_not_applied
+                .iter()
+                .map(|(rule_id, failed_condition)| v1::RuleNotApplied {
+                    rule_id: rule_id.clone(),
+                    failed_condition: failed_condition.clone(),
+                })
+                .collect(),
         }
     }
 }
