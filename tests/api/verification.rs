@@ -249,3 +249,61 @@ async fn a_validly_signed_token_that_is_not_the_registered_one_fails() {
     // The genuine token still verifies.
     assert!(verify_token(&app, &c.token, "").await.valid);
 }
+
+#[tokio::test]
+async fn guessing_the_holder_is_throttled() {
+    let app = TestApp::spawn().await;
+    let c = issue(&app, "hangzhou", "guess-1").await;
+    let mut ver = app.verification().await;
+    let emp = app.verifier();
+    let guess = |n: u32| v1::VerifyCredentialRequest {
+        credential: Some(v1::verify_credential_request::Credential::CredentialId(
+            c.id.clone(),
+        )),
+        holder_national_id: national_id(&format!("3301061990010{:04}", 2000 + n)),
+        recognition_city: String::new(),
+    };
+    for n in 0..5 {
+        let v = ver
+            .verify_credential(authed(guess(n), &emp))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            outcome(&v, v1::VerificationCheck::Holder),
+            v1::CheckOutcome::Failed
+        );
+    }
+    let err = ver
+        .verify_credential(authed(guess(6), &emp))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    // Even the right number is not checked for this caller now; others may.
+    let mut right = guess(0);
+    right.holder_national_id = national_id("33010619900101123");
+    assert_eq!(
+        ver.verify_credential(authed(right.clone(), &emp))
+            .await
+            .unwrap_err()
+            .code(),
+        Code::ResourceExhausted
+    );
+    let other = app.token("employer-2", None, &["verifier"]);
+    let v = ver
+        .verify_credential(authed(right, &other))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.valid);
+    // Verifying without a holder check is not throttled.
+    assert!(verify_id(&app, &c.id).await.valid);
+    let actions = wait_for_audit(&app, &c.id, "credential.verified", 7).await;
+    assert!(
+        actions
+            .iter()
+            .filter(|a| *a == "credential.verified")
+            .count()
+            >= 7
+    );
+}

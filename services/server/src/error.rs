@@ -34,6 +34,9 @@ pub enum ApiError {
     /// Not allowed in the current state.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// Too many attempts; retry later.
+    #[error("{0}")]
+    Exhausted(String),
     /// A concurrent change won; retry.
     #[error("{0}")]
     Aborted(String),
@@ -81,6 +84,7 @@ impl From<ApiError> for Status {
             ApiError::AlreadyExists(m) => Status::already_exists(m),
             ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
             ApiError::Aborted(m) => Status::aborted(m),
+            ApiError::Exhausted(m) => Status::resource_exhausted(m),
             ApiError::Db(e) => {
                 tracing::error!(error = %e, "database error");
                 match e {

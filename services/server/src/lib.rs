@@ -9,6 +9,7 @@
 //! - [`state`]: what every handler shares;
 //! - [`server`]: assembling services, health, reflection and limits;
 //! - [`sample`]: sample credentials for `--dev`;
+//! - [`throttle`]: the limit on failed holder checks;
 //! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`).
 //!
 //! Domain rules live in `corridor-domain`; this crate only wires them up.
@@ -23,3 +24,4 @@ pub mod sample;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod throttle;

@@ -33,6 +33,8 @@ pub struct Inner {
     pub identity: IdentityVerifier,
     /// Recognition policies.
     pub policies: PolicyBook,
+    /// Failed holder checks.
+    pub holder_throttle: crate::throttle::HolderThrottle,
     /// Background audit writer for verifications.
     pub audit: AuditWriter,
 }
@@ -86,6 +88,7 @@ impl AppState {
                 hasher: settings.holder_hasher()?,
                 identity: settings.identity_verifier()?,
                 policies,
+                holder_throttle: Default::default(),
                 audit,
             }),
         };

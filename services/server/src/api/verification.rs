@@ -232,12 +232,20 @@ impl Verification {
                 Outcome::Skipped("the credential could not be looked up".into())
             }
             (Some(id), Some(r), Some(_)) => {
+                let throttle = &self.state.holder_throttle;
+                if !throttle.allowed(&caller.subject, r.id) {
+                    return Err(ApiError::Exhausted(format!(
+                        "too many failed holder checks on this credential; retry in {} minutes",
+                        crate::throttle::WINDOW.as_secs() / 60
+                    )));
+                }
                 let presented = self.state.hasher.hash(id);
                 let stored =
                     corridor_domain::holder::HolderHash::from_stored(r.holder_hash.clone());
                 if presented.matches(&stored) {
                     Outcome::Passed("the presented national ID is the holder's".into())
                 } else {
+                    throttle.failed(&caller.subject, r.id);
                     Outcome::Failed("the presented national ID is not the holder's".into())
                 }
             }
