@@ -2,7 +2,7 @@
 //! against a fresh Postgres database, and hands out real gRPC clients.
 //!
 //! Databases: the first test to run migrates a *template* database (named
-//! after a hash of the migration list, built under a Postgres advisory lock
+//! after a hash of the migrations' names and sources, built under a Postgres advisory lock
 //! so that parallel test processes build it once); every test then gets
 //! `CREATE DATABASE corridor_test_<uuid> TEMPLATE <template>`, which is a
 //! file copy and takes milliseconds, and drops it when the [`TestApp`] drops.
@@ -80,11 +80,17 @@ async fn single(url: &str) -> DatabaseConnection {
 }
 
 fn template_name() -> String {
+    // Names and sources of the migrations: a migration edited under the same
+    // name still gets a fresh template.
     let names: Vec<String> = Migrator::migrations()
         .iter()
         .map(|m| m.name().to_owned())
         .collect();
-    let h = Sha256::digest(names.join(","));
+    let h = Sha256::digest(format!(
+        "{}|{}",
+        names.join(","),
+        env!("CORRIDOR_MIGRATIONS_HASH")
+    ));
     format!("corridor_tpl_{}", hex::encode(&h[..6]))
 }
 
