@@ -13,11 +13,12 @@ use chrono::{DateTime, Utc};
 use corridor_domain::credential::ValidityWindow;
 use corridor_domain::qualification::Category;
 use corridor_policy::{CompiledPolicy, DEFAULT_POLICIES, Decision, Engine, Facts, Subject, Target};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use sea_orm::ConnectionTrait;
 
 use crate::api::convert::row_status;
 use crate::error::{ApiError, ApiResult};
-use crate::store::entities::{city, credential, policy_version};
+use crate::store::cities as city_store;
+use crate::store::entities::{credential, policy_version};
 use crate::store::policies as policy_store;
 
 /// Compiled policies and city provinces.
@@ -87,7 +88,7 @@ impl PolicyBook {
     }
 
     async fn reload_cities(&self, conn: &impl ConnectionTrait) -> ApiResult<()> {
-        let rows = city::Entity::find().all(conn).await?;
+        let rows = city_store::all(conn).await?;
         if let Ok(mut p) = self.provinces.write() {
             *p = rows.into_iter().map(|c| (c.code, c.province)).collect();
         }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use corridor_domain::caller::IdentityVerifier;
 use corridor_domain::holder::HolderHasher;
-use sea_orm::{DatabaseConnection, EntityTrait, QueryOrder};
+use sea_orm::DatabaseConnection;
 use tokio::task::JoinHandle;
 
 use crate::config::Settings;
@@ -12,7 +12,6 @@ use crate::keyring::Keyring;
 use crate::policy_book::PolicyBook;
 use crate::store;
 use crate::store::audit::AuditWriter;
-use crate::store::entities::city;
 
 /// Shared, cheaply clonable state.
 #[derive(Clone, Debug)]
@@ -64,9 +63,7 @@ impl AppState {
         settings: &Settings,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
         let keyring = Keyring::new(settings.kek()?);
-        let codes: Vec<String> = city::Entity::find()
-            .order_by_asc(city::Column::Code)
-            .all(&db)
+        let codes: Vec<String> = store::cities::all(&db)
             .await?
             .into_iter()
             .map(|c| c.code)

@@ -8,7 +8,7 @@ use corridor_domain::city::CityCode;
 use corridor_domain::keys::IssuerSigningKey;
 use corridor_proto::v1;
 use corridor_proto::v1::city_registry_service_server::CityRegistryService;
-use sea_orm::{EntityTrait, QueryOrder, TransactionTrait};
+use sea_orm::TransactionTrait;
 use tonic::{Request, Response, Status};
 
 use super::convert::issuer_key_to_api;
@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::keyring::verifying_from_row;
 use crate::state::AppState;
 use crate::store::audit::{self, NewEvent};
-use crate::store::entities::city;
+use crate::store::cities as city_store;
 use crate::store::keys as key_store;
 
 /// The handler.
@@ -34,18 +34,14 @@ impl CityRegistry {
 
     async fn known_city(&self, field: &str, raw: &str) -> ApiResult<CityCode> {
         let code = CityCode::parse(field, raw)?;
-        city::Entity::find_by_id(code.as_str().to_owned())
-            .one(&self.state.db)
+        city_store::get(&self.state.db, code.as_str())
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no corridor city {code}")))?;
         Ok(code)
     }
 
     async fn list_cities(&self) -> ApiResult<v1::ListCitiesResponse> {
-        let rows = city::Entity::find()
-            .order_by_asc(city::Column::Code)
-            .all(&self.state.db)
-            .await?;
+        let rows = city_store::all(&self.state.db).await?;
         Ok(v1::ListCitiesResponse {
             cities: rows
                 .into_iter()

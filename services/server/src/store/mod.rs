@@ -3,6 +3,7 @@
 //! through these functions, so a newcomer finds every query here.
 
 pub mod audit;
+pub mod cities;
 pub mod credentials;
 pub mod entities;
 pub mod keys;
