@@ -186,6 +186,12 @@ impl IdentityVerifier {
 
     /// Validates a compact JWT and returns the caller.
     pub fn verify(&self, token: &str) -> Result<Caller, Unauthenticated> {
+        self.verify_until(token).map(|(caller, _)| caller)
+    }
+
+    /// Like [`IdentityVerifier::verify`], with the token's `exp` (seconds
+    /// since the epoch), for callers that cache validated tokens.
+    pub fn verify_until(&self, token: &str) -> Result<(Caller, i64), Unauthenticated> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| Unauthenticated(format!("malformed header: {e}")))?;
         if header.alg != Algorithm::EdDSA {
@@ -215,11 +221,14 @@ impl IdentityVerifier {
             ),
         };
         let roles = c.roles.iter().filter_map(|r| Role::from_name(r)).collect();
-        Ok(Caller {
-            subject: c.sub,
-            city,
-            roles,
-        })
+        Ok((
+            Caller {
+                subject: c.sub,
+                city,
+                roles,
+            },
+            c.exp,
+        ))
     }
 }
 
@@ -251,15 +260,10 @@ impl IdentityMinter {
         let public = ed25519_dalek::SigningKey::from_bytes(&seed)
             .verifying_key()
             .to_bytes();
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        der.extend_from_slice(&seed);
         (
             Self {
                 kid: kid.to_owned(),
-                key: EncodingKey::from_ed_der(&der),
+                key: crate::keys::ed25519_encoding_key(&seed),
                 issuer: issuer.to_owned(),
                 audience: audience.to_owned(),
             },

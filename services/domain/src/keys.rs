@@ -82,6 +82,14 @@ const PKCS8_ED25519_PREFIX: [u8; 16] = [
     0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
 ];
 
+/// The `jsonwebtoken` signing key of an Ed25519 seed (PKCS#8 v1 DER).
+pub(crate) fn ed25519_encoding_key(seed: &[u8; 32]) -> EncodingKey {
+    let mut der = Vec::with_capacity(48);
+    der.extend_from_slice(&PKCS8_ED25519_PREFIX);
+    der.extend_from_slice(seed);
+    EncodingKey::from_ed_der(&der)
+}
+
 impl IssuerSigningKey {
     /// Generates a new key for `city`; the kid is `<city>-<yyyymmdd>-<random>`.
     pub fn generate(city: &CityCode, now: DateTime<Utc>) -> Result<Self, KeyError> {
@@ -92,14 +100,11 @@ impl IssuerSigningKey {
     }
 
     fn from_seed(kid: String, city: CityCode, seed: [u8; 32]) -> Self {
-        let mut der = Vec::with_capacity(48);
-        der.extend_from_slice(&PKCS8_ED25519_PREFIX);
-        der.extend_from_slice(&seed);
         Self {
             kid,
             city,
             signing: SigningKey::from_bytes(&seed),
-            encoding: EncodingKey::from_ed_der(&der),
+            encoding: ed25519_encoding_key(&seed),
         }
     }
 

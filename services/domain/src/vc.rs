@@ -169,6 +169,19 @@ pub enum Check {
     Holder,
 }
 
+impl Check {
+    /// The name used in audit events (`signature`, `validity_window`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signature => "signature",
+            Self::Issuer => "issuer",
+            Self::ValidityWindow => "validity_window",
+            Self::Status => "status",
+            Self::Holder => "holder",
+        }
+    }
+}
+
 /// What the token alone says: three checks and, if decodable, the claims.
 #[derive(Debug, Clone)]
 pub struct TokenVerification {

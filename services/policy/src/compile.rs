@@ -452,7 +452,7 @@ impl Engine {
         let mut found: HashMap<(usize, usize), String> = HashMap::new();
         for subject in grid_subjects(policy) {
             for facts in grid_facts() {
-                let Ok((forbids, permits)) =
+                let Ok((forbids, permits, _)) =
                     self.matching(policy, &subject, target, &facts, subject.issued_at)
                 else {
                     continue;
@@ -678,9 +678,4 @@ fn vocabulary_lint(src: &str) -> Vec<Diagnostic> {
         }
     }
     out
-}
-
-/// Validates `src` and returns its diagnostics (empty when it is valid).
-pub fn validate_source(engine: &Engine, src: &str, target: Option<&Target>) -> Vec<Diagnostic> {
-    engine.compile(src, target).err().unwrap_or_default()
 }

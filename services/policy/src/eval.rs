@@ -161,33 +161,27 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The decision of a guard rail.
-    pub fn from_guard_rail(g: GuardRail) -> Self {
-        Self::guard(g)
-    }
-
-    /// The decision when the city has no policy in force.
-    pub fn no_policy(city: &str) -> Self {
+    /// REJECTED for `reason`, with nothing matched; the base of every decision.
+    fn rejected(reason: String) -> Self {
         Self {
-            reason: format!("{city} has no policy in force at the decision time"),
-            guard_rail: None,
+            outcome: Outcome::Rejected,
+            mapped_level: None,
             deciding_rules: Vec::new(),
-            ..Self::guard(GuardRail::SameCity)
+            matched_rules: Vec::new(),
+            unmet_conditions: Vec::new(),
+            met_conditions: Vec::new(),
+            reason,
+            guard_rail: None,
+            evaluation_errors: Vec::new(),
+            rules_not_applied: Vec::new(),
         }
     }
 
     fn guard(g: GuardRail) -> Self {
         Self {
-            outcome: Outcome::Rejected,
-            mapped_level: None,
             deciding_rules: vec![g.rule_id().to_owned()],
-            matched_rules: Vec::new(),
-            unmet_conditions: Vec::new(),
-            met_conditions: Vec::new(),
-            reason: g.reason().to_owned(),
             guard_rail: Some(g),
-            evaluation_errors: Vec::new(),
-            rules_not_applied: Vec::new(),
+            ..Self::rejected(g.reason().to_owned())
         }
     }
 }
@@ -197,7 +191,7 @@ fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
 }
 
 /// The guard rail that stops `subject` from being recognized in `target` at `at`.
-pub fn guard_rail(subject: &Subject, target: &Target, at: DateTime<Utc>) -> Option<GuardRail> {
+fn guard_rail(subject: &Subject, target: &Target, at: DateTime<Utc>) -> Option<GuardRail> {
     if subject.issuer_city == target.city {
         return Some(GuardRail::SameCity);
     }
@@ -309,21 +303,9 @@ impl Engine {
         Ok((request, entities))
     }
 
-    /// The matching forbid and permit rules (indexes), each in precedence order.
+    /// The matching forbid and permit rules (indexes), each in precedence
+    /// order, and the evaluation errors.
     pub(crate) fn matching(
-        &self,
-        policy: &CompiledPolicy,
-        subject: &Subject,
-        target: &Target,
-        facts: &Facts,
-        at: DateTime<Utc>,
-    ) -> Result<(Vec<usize>, Vec<usize>), String> {
-        let (forbids, permits, _) =
-            self.matching_with_errors(policy, subject, target, facts, at)?;
-        Ok((forbids, permits))
-    }
-
-    fn matching_with_errors(
         &self,
         policy: &CompiledPolicy,
         subject: &Subject,
@@ -447,11 +429,30 @@ impl Engine {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> Result<Decision, String> {
+        self.decide_in_force(Some(policy), subject, target, facts, at)
+    }
+
+    /// Like [`Engine::decide`] with the target's policy in force at `at`, if
+    /// any: the guard rails apply first, then no policy means REJECTED.
+    pub fn decide_in_force(
+        &self,
+        policy: Option<&CompiledPolicy>,
+        subject: &Subject,
+        target: &Target,
+        facts: &Facts,
+        at: DateTime<Utc>,
+    ) -> Result<Decision, String> {
         if let Some(g) = guard_rail(subject, target, at) {
             return Ok(Decision::guard(g));
         }
+        let Some(policy) = policy else {
+            return Ok(Decision::rejected(format!(
+                "{} has no policy in force at the decision time",
+                target.city
+            )));
+        };
         let (forbids, permits, evaluation_errors) =
-            self.matching_with_errors(policy, subject, target, facts, at)?;
+            self.matching(policy, subject, target, facts, at)?;
         let matched_rules: Vec<String> = forbids
             .iter()
             .chain(permits.iter())
@@ -459,16 +460,9 @@ impl Engine {
             .collect();
         let explain = |r: &Rule, default: String| r.reason.clone().unwrap_or(default);
         let base = Decision {
-            outcome: Outcome::Rejected,
-            mapped_level: None,
-            deciding_rules: Vec::new(),
             matched_rules,
-            unmet_conditions: Vec::new(),
-            met_conditions: Vec::new(),
-            reason: String::new(),
-            guard_rail: None,
             evaluation_errors,
-            rules_not_applied: Vec::new(),
+            ..Decision::rejected(String::new())
         };
         if let Some(&i) = forbids.first() {
             let r = &policy.rules[i];

@@ -38,8 +38,8 @@
 mod compile;
 mod eval;
 
-pub use compile::{CompiledPolicy, Diagnostic, Engine, Rule, validate_source};
-pub use eval::{Decision, Facts, GuardRail, Subject, Target, guard_rail};
+pub use compile::{CompiledPolicy, Diagnostic, Engine, Rule};
+pub use eval::{Decision, Facts, GuardRail, Subject, Target};
 
 /// The schema every policy is validated against.
 pub const SCHEMA_SRC: &str = include_str!("schema.cedarschema");

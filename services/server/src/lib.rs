@@ -5,6 +5,7 @@
 //! - [`store`]: the database connection and repository functions, one module per table;
 //! - [`keyring`]: the in-memory cache of city issuer keys;
 //! - [`policy_book`]: compiled recognition policies and the policy in force;
+//! - [`caller_cache`]: bearer tokens already validated, until they expire;
 //! - [`config`]: layered configuration and the `--dev` defaults;
 //! - [`state`]: what every handler shares;
 //! - [`server`]: assembling services, health, reflection and limits;
@@ -15,6 +16,7 @@
 //! Domain rules live in `corridor-domain`; this crate only wires them up.
 
 pub mod api;
+pub mod caller_cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -206,28 +206,15 @@ impl PolicyBook {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> ApiResult<Decided> {
-        if let Some(g) = corridor_policy::guard_rail(subject, target, at) {
-            let decision = Decision::from_guard_rail(g);
-            return Ok(Decided {
-                decision,
-                policy_version: 0,
-                at,
-            });
-        }
-        let Some((version, policy)) = policy else {
-            return Ok(Decided {
-                decision: Decision::no_policy(&target.city),
-                policy_version: 0,
-                at,
-            });
-        };
         let decision = self
             .engine
-            .decide(policy, subject, target, facts, at)
+            .decide_in_force(policy.map(|(_, p)| p.as_ref()), subject, target, facts, at)
             .map_err(ApiError::internal)?;
+        // A guard rail decides before any policy is consulted.
+        let consulted = policy.filter(|_| decision.guard_rail.is_none());
         Ok(Decided {
             decision,
-            policy_version: *version,
+            policy_version: consulted.map_or(0, |(v, _)| *v),
             at,
         })
     }

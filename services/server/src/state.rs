@@ -32,6 +32,8 @@ pub struct Inner {
     pub identity: IdentityVerifier,
     /// Recognition policies.
     pub policies: PolicyBook,
+    /// Bearer tokens already validated.
+    pub callers: crate::caller_cache::CallerCache,
     /// Failed holder checks.
     pub holder_throttle: crate::throttle::HolderThrottle,
     /// Background audit writer for verifications.
@@ -86,6 +88,7 @@ impl AppState {
                 identity: settings.identity_verifier()?,
                 policies,
                 holder_throttle: Default::default(),
+                callers: Default::default(),
                 audit,
             }),
         };

@@ -117,15 +117,14 @@ impl CityRegistry {
         }
         audit::append(
             &txn,
-            NewEvent {
-                actor: caller.subject.clone(),
-                actor_city: caller.city.as_ref().map(|c| c.to_string()),
-                action: "issuer_key.rotated",
-                subject_type: "city",
-                subject_id: code.to_string(),
-                detail: serde_json::json!({ "retired_kid": old.kid, "new_kid": new_key.kid() }),
-                occurred_at: now,
-            },
+            NewEvent::by(
+                &caller,
+                "issuer_key.rotated",
+                "city",
+                code.to_string(),
+                serde_json::json!({ "retired_kid": old.kid, "new_kid": new_key.kid() }),
+                now,
+            ),
         )
         .await?;
         let mut retired = verifying_from_row(&old)?;

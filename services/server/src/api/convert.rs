@@ -105,19 +105,24 @@ pub fn row_status(row: &credential::Model) -> ApiResult<Status> {
         .ok_or_else(|| ApiError::internal(format!("bad stored status {}", row.status)))
 }
 
-/// The API form of a stored credential.
-pub fn credential_to_api(row: &credential::Model) -> ApiResult<v1::Credential> {
+/// The API form of a stored credential's qualification.
+pub fn row_qualification(row: &credential::Model) -> ApiResult<v1::Qualification> {
     let category = Category::from_name(&row.category)
         .ok_or_else(|| ApiError::internal(format!("bad stored category {}", row.category)))?;
+    Ok(v1::Qualification {
+        category: category_to_api(category).into(),
+        series: row.series.clone(),
+        level: row.level,
+        title: row.title.clone(),
+    })
+}
+
+/// The API form of a stored credential.
+pub fn credential_to_api(row: &credential::Model) -> ApiResult<v1::Credential> {
     Ok(v1::Credential {
         id: row.id.to_string(),
         issuer_city: row.issuer_city.clone(),
-        qualification: Some(v1::Qualification {
-            category: category_to_api(category).into(),
-            series: row.series.clone(),
-            level: row.level,
-            title: row.title.clone(),
-        }),
+        qualification: Some(row_qualification(row)?),
         holder_name: row.holder_name.clone(),
         valid_from: Some(ts(row.valid_from)),
         valid_until: row.valid_until.map(ts),

@@ -19,7 +19,7 @@ use super::convert::{
     category_from_api, credential_to_api, from_ts, parse_id, qualification_from_api, row_status,
     status_from_api,
 };
-use super::{Idempotency, authenticate, paging};
+use super::{Idempotency, authenticate, paging, parse_request_id};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::audit::{self, NewEvent};
@@ -37,24 +37,6 @@ pub const MAX_PAGE_SIZE: u64 = 500;
 #[derive(Debug, Clone)]
 pub struct Credentials {
     state: AppState,
-}
-
-fn event(
-    caller: &Caller,
-    action: &'static str,
-    id: Uuid,
-    detail: serde_json::Value,
-    now: DateTime<Utc>,
-) -> NewEvent {
-    NewEvent {
-        actor: caller.subject.clone(),
-        actor_city: caller.city.as_ref().map(|c| c.to_string()),
-        action,
-        subject_type: "credential",
-        subject_id: id.to_string(),
-        detail,
-        occurred_at: now,
-    }
 }
 
 /// May `caller` read credentials of `city`?
@@ -103,12 +85,7 @@ impl Credentials {
             )),
             _ => None,
         };
-        if req.request_id.is_empty() {
-            errs.push(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            );
-        }
+        errs.take(parse_request_id(&req.request_id));
         errs.finish()?;
         let (Some(city), Some(qualification), Some(holder_name), Some(national_id), Some(window)) =
             (city, qualification, holder_name, national_id, window)
@@ -166,9 +143,10 @@ impl Credentials {
         cred_store::insert(&txn, row.clone()).await?;
         audit::append(
             &txn,
-            event(
+            NewEvent::by(
                 &caller,
                 "credential.issued",
+                "credential",
                 row.id,
                 serde_json::json!({
                     "issuer_city": row.issuer_city,
@@ -297,12 +275,7 @@ impl Credentials {
         let mut errs = Collector::default();
         let id = errs.take(parse_id("id", raw_id));
         let reason = errs.take(parse_reason("reason", raw_reason));
-        if request_id.is_empty() {
-            errs.push(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            );
-        }
+        errs.take(parse_request_id(request_id));
         errs.finish()?;
         let (Some(id), Some(reason)) = (id, reason) else {
             return Err(ApiError::internal("parsed fields missing after validation"));
@@ -341,9 +314,10 @@ impl Credentials {
         if cascaded > 0 {
             audit::append(
                 &txn,
-                event(
+                NewEvent::by(
                     &caller,
                     "recognitions.cascaded",
+ "credential",
                     id,
                     serde_json::json!({ "recognitions": cascaded, "now": rec_status, "cause": transition.audit_action() }),
                     now,
@@ -353,9 +327,10 @@ impl Credentials {
         }
         audit::append(
             &txn,
-            event(
+            NewEvent::by(
                 &caller,
                 transition.audit_action(),
+                "credential",
                 id,
                 serde_json::json!({ "from": from.as_str(), "to": to.as_str(), "reason": reason }),
                 now,

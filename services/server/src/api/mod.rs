@@ -35,11 +35,28 @@ pub fn authenticate<T>(state: &AppState, req: &tonic::Request<T>) -> ApiResult<C
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(ApiError::Unauthenticated)?
         .trim();
-    state.identity.verify(token).map_err(|e| {
+    if let Some(caller) = state.callers.get(token) {
+        return Ok(caller);
+    }
+    let (caller, exp) = state.identity.verify_until(token).map_err(|e| {
         // The reason is for operators; the client learns only that it failed.
         tracing::info!(reason = %e, "identity token refused");
         ApiError::Unauthenticated
-    })
+    })?;
+    state.callers.put(token, caller.clone(), exp);
+    Ok(caller)
+}
+
+/// Checks a client request id: 1 to 128 printable ASCII characters.
+pub fn parse_request_id(raw: &str) -> Result<(), Violations> {
+    if (1..=128).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(Violations::one(
+            "request_id",
+            "a request id of 1 to 128 printable ASCII characters is required",
+        ))
+    }
 }
 
 /// The idempotency key of a mutating request.
@@ -60,15 +77,7 @@ impl Idempotency {
         operation: &'static str,
         payload: &impl Message,
     ) -> ApiResult<Self> {
-        let ok = (1..=128).contains(&request_id.len())
-            && request_id.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(Violations::one(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            )
-            .into());
-        }
+        parse_request_id(request_id)?;
         let mut h = Sha256::new();
         h.update(operation.as_bytes());
         h.update([0]);

@@ -16,7 +16,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 
 use super::convert::{from_ts, ts};
 use super::recognition::{facts_from_api, outcome_to_api};
-use super::{Idempotency, authenticate, paging};
+use super::{Idempotency, authenticate, paging, parse_request_id};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::store::audit::{self, NewEvent};
@@ -149,12 +149,7 @@ impl Policies {
         let city = errs.take(CityCode::parse("city", &req.city));
         let source = errs.take(parse_source(&req.source));
         let effective_from = errs.take(from_ts("effective_from", req.effective_from.as_ref()));
-        if req.request_id.is_empty() {
-            errs.push(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            );
-        }
+        errs.take(parse_request_id(&req.request_id));
         errs.finish()?;
         let (Some(city), Some(source), Some(effective_from)) = (city, source, effective_from)
         else {
@@ -207,20 +202,19 @@ impl Policies {
         }
         audit::append(
             &txn,
-            NewEvent {
-                actor: caller.subject.clone(),
-                actor_city: caller.city.as_ref().map(|c| c.to_string()),
-                action: "policy.published",
-                subject_type: "policy",
-                subject_id: format!("{city}/v{version}"),
-                detail: serde_json::json!({
+            NewEvent::by(
+                &caller,
+                "policy.published",
+                "policy",
+                format!("{city}/v{version}"),
+                serde_json::json!({
                     "city": city.as_str(),
                     "version": version,
                     "effective_from": row.effective_from,
                     "rules": compiled.rules().iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
                 }),
-                occurred_at: now,
-            },
+                now,
+            ),
         )
         .await?;
         let resp = v1::PublishPolicyResponse {
@@ -376,7 +370,7 @@ impl Policies {
                     examples.push(v1::SimulationExample {
                         credential_id: row.id.to_string(),
                         source_city: row.issuer_city.clone(),
-                        qualification: super::convert::credential_to_api(row)?.qualification,
+                        qualification: Some(super::convert::row_qualification(row)?),
                         from: outcome_to_api(o.outcome).into(),
                         from_level: o.mapped_level.map_or(0, i32::from),
                         to: outcome_to_api(n.outcome).into(),

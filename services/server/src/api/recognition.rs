@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status as GrpcStatus};
 use uuid::Uuid;
 
 use super::convert::{from_ts, parse_id, qualification_from_api, ts};
-use super::{Idempotency, authenticate, paging};
+use super::{Idempotency, authenticate, paging, parse_request_id};
 use crate::error::{ApiError, ApiResult};
 use crate::policy_book::Decided;
 use crate::state::AppState;
@@ -174,10 +174,7 @@ pub fn recognition_to_api(
         credential_id: r.credential_id.to_string(),
         source_city: r.source_city.clone(),
         target_city: r.target_city.clone(),
-        qualification: cred
-            .map(super::convert::credential_to_api)
-            .transpose()?
-            .and_then(|c| c.qualification),
+        qualification: cred.map(super::convert::row_qualification).transpose()?,
         outcome: outcome_to_api(outcome).into(),
         mapped_level: r.mapped_level.unwrap_or(0),
         facts: Some(facts_to_api(&facts)),
@@ -282,12 +279,7 @@ impl Recognitions {
         let cred_id = errs.take(parse_id("credential_id", &req.credential_id));
         let target = errs.take(CityCode::parse("target_city", &req.target_city));
         let facts = errs.take(facts_from_api(req.facts.as_ref()));
-        if req.request_id.is_empty() {
-            errs.push(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            );
-        }
+        errs.take(parse_request_id(&req.request_id));
         errs.finish()?;
         let (Some(cred_id), Some(target), Some(facts)) = (cred_id, target, facts) else {
             return Err(ApiError::internal("parsed fields missing after validation"));
@@ -342,13 +334,12 @@ impl Recognitions {
         rec_store::insert(&txn, row.clone()).await?;
         audit::append(
             &txn,
-            NewEvent {
-                actor: caller.subject.clone(),
-                actor_city: caller.city.as_ref().map(|c| c.to_string()),
-                action: "recognition.decided",
-                subject_type: "recognition",
-                subject_id: id.to_string(),
-                detail: serde_json::json!({
+            NewEvent::by(
+                &caller,
+                "recognition.decided",
+                "recognition",
+                id.to_string(),
+                serde_json::json!({
                     "credential_id": cred.id,
                     "source_city": cred.issuer_city,
                     "target_city": target.as_str(),
@@ -357,8 +348,8 @@ impl Recognitions {
                     "policy_version": row.policy_version,
                     "deciding_rules": decided.decision.deciding_rules,
                 }),
-                occurred_at: now,
-            },
+                now,
+            ),
         )
         .await?;
         let resp = v1::RequestRecognitionResponse {
@@ -490,12 +481,7 @@ impl Recognitions {
         let mut errs = Collector::default();
         let id = errs.take(parse_id("id", &req.id));
         let new_facts = errs.take(facts_from_api(req.facts.as_ref()));
-        if req.request_id.is_empty() {
-            errs.push(
-                "request_id",
-                "a request id of 1 to 128 printable ASCII characters is required",
-            );
-        }
+        errs.take(parse_request_id(&req.request_id));
         errs.finish()?;
         let (Some(id), Some(new_facts)) = (id, new_facts) else {
             return Err(ApiError::internal("parsed fields missing after validation"));
@@ -557,21 +543,20 @@ impl Recognitions {
         rec_store::update(&txn, updated.clone()).await?;
         audit::append(
             &txn,
-            NewEvent {
-                actor: caller.subject.clone(),
-                actor_city: caller.city.as_ref().map(|c| c.to_string()),
-                action: "recognition.redecided",
-                subject_type: "recognition",
-                subject_id: id.to_string(),
-                detail: serde_json::json!({
+            NewEvent::by(
+                &caller,
+                "recognition.redecided",
+                "recognition",
+                id.to_string(),
+                serde_json::json!({
                     "from": row.outcome,
                     "to": updated.outcome,
                     "mapped_level": updated.mapped_level,
                     "policy_version": updated.policy_version,
                     "deciding_rules": decided.decision.deciding_rules,
                 }),
-                occurred_at: now,
-            },
+                now,
+            ),
         )
         .await?;
         let resp = v1::UpdateRecognitionFactsResponse {

@@ -1,8 +1,10 @@
 //! `VerificationService`: an employer checks a credential.
 //!
-//! Speed by design: the issuer key comes from the in-memory keyring, so a
-//! verify makes exactly one database round trip (the credential row, for its
-//! live status and holder hash). Its audit event goes to the background
+//! Speed by design: the issuer key comes from the in-memory keyring and a
+//! caller's bearer token is validated once per token (`caller_cache`), so a
+//! verify makes one database round trip (the credential row, for its live
+//! status and holder hash) and one signature check; a `recognition_city`
+//! adds the recognition lookup. Its audit event goes to the background
 //! writer, off the request path.
 
 use chrono::Utc;
@@ -269,24 +271,23 @@ impl Verification {
             .checks
             .iter()
             .filter(|(_, o)| !o.ok())
-            .map(|(c, _)| check_name(*c))
+            .map(|(c, _)| c.as_str())
             .collect();
         self.state
             .audit
-            .record(NewEvent {
-                actor: caller.subject.clone(),
-                actor_city: caller.city.as_ref().map(|c| c.to_string()),
-                action: "credential.verified",
-                subject_type: "credential",
+            .record(NewEvent::by(
+                &caller,
+                "credential.verified",
+                "credential",
                 subject_id,
-                detail: serde_json::json!({
+                serde_json::json!({
                     "valid": report.valid,
                     "failed_checks": failed,
                     "kid": tv.kid,
                     "holder_checked": holder.is_some(),
                 }),
-                occurred_at: now,
-            })
+                now,
+            ))
             .await;
 
         Ok(v1::VerifyCredentialResponse {
@@ -319,16 +320,6 @@ impl Verification {
                 .into(),
             recognition,
         })
-    }
-}
-
-fn check_name(c: Check) -> &'static str {
-    match c {
-        Check::Signature => "signature",
-        Check::Issuer => "issuer",
-        Check::ValidityWindow => "validity_window",
-        Check::Status => "status",
-        Check::Holder => "holder",
     }
 }
 

@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use corridor_domain::caller::Caller;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -35,6 +36,28 @@ pub struct NewEvent {
     pub detail: serde_json::Value,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
+}
+
+impl NewEvent {
+    /// An event done by `caller`.
+    pub fn by(
+        caller: &Caller,
+        action: &'static str,
+        subject_type: &'static str,
+        subject_id: impl ToString,
+        detail: serde_json::Value,
+        occurred_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            actor: caller.subject.clone(),
+            actor_city: caller.city.as_ref().map(|c| c.to_string()),
+            action,
+            subject_type,
+            subject_id: subject_id.to_string(),
+            detail,
+            occurred_at,
+        }
+    }
 }
 
 fn active(ev: NewEvent) -> audit_event::ActiveModel {
