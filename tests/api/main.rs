@@ -5,6 +5,7 @@
 mod auth;
 mod cities;
 mod credentials;
+mod hardening;
 mod idempotency;
 mod privacy;
 mod recognition;

@@ -93,6 +93,10 @@ pub struct Engine {
 
 /// Most rules in one policy.
 pub const MAX_RULES: usize = 500;
+/// Stack of the thread that parses, validates and searches a policy for
+/// conflicts. Far more than the worst policy inside the budget needs
+/// (measured in `tests.rs`); it is address space, committed only as used.
+pub const COMPILE_STACK_BYTES: usize = 64 * 1024 * 1024;
 /// Most distinct series strings the conflict search tries (it bounds the
 /// search's work: grid size grows with them).
 pub const MAX_GRID_SERIES: usize = 48;
@@ -106,7 +110,7 @@ const ANNOTATIONS: [&str; 6] = [
     "reason",
 ];
 
-fn line_col(src: &str, offset: usize) -> (u32, u32) {
+pub(crate) fn line_col(src: &str, offset: usize) -> (u32, u32) {
     let mut o = offset.min(src.len());
     while !src.is_char_boundary(o) {
         o -= 1;
@@ -121,7 +125,7 @@ fn line_col(src: &str, offset: usize) -> (u32, u32) {
 }
 
 /// The `@id` of the rule whose text contains `offset` (the last `@id` before it).
-fn rule_at(src: &str, offset: usize) -> Option<String> {
+pub(crate) fn rule_at(src: &str, offset: usize) -> Option<String> {
     let head = src.get(..offset.min(src.len()))?;
     let start = head.rfind("@id(\"")? + 5;
     let rest = &src[start..];
@@ -172,18 +176,47 @@ impl Engine {
 
     /// Compiles `src`; `target` (the city the policy is for), when known,
     /// makes the conflict search use that city.
+    ///
+    /// The source must first fit the [`budget`](crate::budget); Cedar then
+    /// parses and validates it on a thread of its own with a
+    /// [`COMPILE_STACK_BYTES`] stack, whatever thread calls this.
     pub fn compile(
         &self,
         src: &str,
         target: Option<&Target>,
     ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
-        self.compile_inner(src, target, true)
+        self.compile_guarded(src, target, true)
     }
 
     /// Compiles a stored policy that was validated when it was published:
     /// the same checks but the conflict search.
     pub fn load(&self, src: &str) -> Result<CompiledPolicy, Vec<Diagnostic>> {
-        self.compile_inner(src, None, false)
+        self.compile_guarded(src, None, false)
+    }
+
+    fn compile_guarded(
+        &self,
+        src: &str,
+        target: Option<&Target>,
+        check_conflicts: bool,
+    ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+        crate::budget::check(src).map_err(|d| vec![d])?;
+        let failed = |what: &str| {
+            vec![Diagnostic {
+                line: 1,
+                column: 1,
+                rule_id: None,
+                message: format!("the policy compiler {what}"),
+            }]
+        };
+        std::thread::scope(|scope| {
+            let compiler = std::thread::Builder::new()
+                .name("policy-compile".into())
+                .stack_size(COMPILE_STACK_BYTES)
+                .spawn_scoped(scope, || self.compile_inner(src, target, check_conflicts))
+                .map_err(|_| failed("could not start"))?;
+            compiler.join().map_err(|_| failed("failed"))?
+        })
     }
 
     fn compile_inner(
@@ -417,6 +450,9 @@ impl Engine {
 
     /// A one-policy set that is satisfied exactly when `condition` holds.
     fn condition_set(&self, rule: &str, condition: &str) -> Result<PolicySet, Vec<String>> {
+        // Annotation values are strings to the budget check of the whole
+        // source: a condition is checked on its own before Cedar parses it.
+        crate::budget::check(condition).map_err(|d| vec![d.message])?;
         let text = format!(
             "permit(principal, action == G60::Action::\"recognize\", resource) when {{ {condition} }};"
         );

@@ -35,10 +35,11 @@
 //! effect and priority that give different results and can both match some
 //! credential (found by evaluating a grid of synthetic credentials and facts).
 
+pub mod budget;
 mod compile;
 mod eval;
 
-pub use compile::{CompiledPolicy, Diagnostic, Engine, Rule};
+pub use compile::{COMPILE_STACK_BYTES, CompiledPolicy, Diagnostic, Engine, Rule};
 pub use eval::{Decision, Facts, GuardRail, Subject, Target};
 
 /// The schema every policy is validated against.

@@ -278,3 +278,121 @@ fn rules_that_did_not_apply_name_their_failing_condition() {
         p.rules().len()
     );
 }
+
+/// Runs `f` on a thread with a 2 MiB stack, the size of tokio's workers and
+/// blocking threads: what the server's request paths run on.
+fn on_small_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn_scoped(s, f)
+            .unwrap()
+            .join()
+            .unwrap()
+    })
+}
+
+fn rule_with(body: &str) -> String {
+    format!(
+        "@id(\"deep\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action == G60::Action::\"recognize\", resource)\nwhen {{ {body} }};\n"
+    )
+}
+
+/// Regression (hardening issue, item 1): each of these aborted the process
+/// with a stack overflow inside Cedar. Now each is refused with a located
+/// diagnostic, from a 2 MiB thread.
+#[test]
+fn deeply_nested_policies_are_refused_not_fatal() {
+    let e = engine();
+    let parens = rule_with(&format!(
+        "{}resource.level == 1{}",
+        "(".repeat(200),
+        ")".repeat(200)
+    ));
+    let sum = rule_with(&format!(
+        "resource.level == {}",
+        vec!["1"; 40_000].join(" + ")
+    ));
+    let lists = rule_with(&format!(
+        "[{}1{}].contains(resource.level)",
+        "[".repeat(40_000),
+        "]".repeat(40_000)
+    ));
+    let nots = rule_with(&format!("{}true", "!".repeat(40_000)));
+    let condition = format!(
+        "@id(\"c\")\n@outcome(\"CONDITIONAL\")\n@condition(\"{}true{}\")\npermit (principal, action == G60::Action::\"recognize\", resource);\n",
+        "(".repeat(5_000),
+        ")".repeat(5_000)
+    );
+    for (name, src) in [
+        ("parens", parens),
+        ("sum", sum),
+        ("lists", lists),
+        ("nots", nots),
+        ("condition", condition),
+    ] {
+        let d = on_small_stack(|| e.compile(&src, None).err().unwrap_or_default());
+        assert_eq!(d.len(), 1, "{name}: {d:?}");
+        assert!(
+            d[0].message.contains("nest") || d[0].message.contains("operators"),
+            "{name}: {d:?}"
+        );
+    }
+}
+
+/// The worst policy inside the budget compiles, and decides on a 2 MiB
+/// thread: the budget, not luck, keeps request paths safe.
+#[test]
+fn the_worst_policy_inside_the_budget_compiles_and_decides_on_a_small_stack() {
+    use crate::budget::{MAX_NESTING, MAX_OPERATORS_PER_RULE};
+    let e = engine();
+    // Deepest nesting (the `when {` brace is one level), then the longest
+    // chain of each kind of operator.
+    let nested = rule_with(&format!(
+        "{}resource.level >= 1{}",
+        "(".repeat(MAX_NESTING - 1),
+        ")".repeat(MAX_NESTING - 1)
+    ));
+    // `resource.level >= 0` is 2 operators; `+ 1` adds one.
+    let sum = rule_with(&format!(
+        "resource.level >= 0{}",
+        " + 0".repeat(MAX_OPERATORS_PER_RULE - 2 - 2)
+    ));
+    // (Cedar itself refuses more than 4 chained unary operators.)
+    let ors =
+        rule_with(&vec!["resource.level >= 1"; (MAX_OPERATORS_PER_RULE - 2) / 3].join(" || "));
+    let ands =
+        rule_with(&vec!["resource.level >= 1"; (MAX_OPERATORS_PER_RULE - 2) / 3].join(" && "));
+    let ifs = rule_with(&format!(
+        "{}true{}",
+        "if resource.level >= 1 then ".repeat((MAX_OPERATORS_PER_RULE - 4) / 5),
+        " else false".repeat((MAX_OPERATORS_PER_RULE - 4) / 5)
+    ));
+    let subject = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        4,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    let t = target("songjiang", "Shanghai");
+    for (name, src) in [
+        ("nested", nested),
+        ("sum", sum),
+        ("ors", ors),
+        ("ands", ands),
+        ("ifs", ifs),
+    ] {
+        crate::budget::check(&src).unwrap_or_else(|d| panic!("{name} over budget: {d}"));
+        let p =
+            on_small_stack(|| e.compile(&src, None)).unwrap_or_else(|d| panic!("{name}: {d:?}"));
+        let d = on_small_stack(|| {
+            let mut d = e.decide(&p, &subject, &t, &Facts::default(), Utc::now())?;
+            e.explain_not_applied(&p, &mut d, &subject, &t, &Facts::default(), Utc::now())?;
+            Ok::<_, String>(d)
+        })
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        assert_eq!(d.outcome, Outcome::Recognized, "{name}");
+    }
+}

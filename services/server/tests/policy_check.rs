@@ -58,3 +58,34 @@ fn a_bad_draft_fails_with_located_diagnostics() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Regression (hardening issue, item 1): 200 nested parentheses aborted
+/// `corridor policy check` with a stack overflow (SIGABRT). Now the draft is
+/// refused with a located diagnostic and exit code 1.
+#[test]
+fn a_deeply_nested_draft_is_refused_not_fatal() {
+    let dir = std::env::temp_dir().join(format!("corridor-policy-deep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let file = dir.join("deep.cedar");
+    std::fs::write(
+        &file,
+        format!(
+            "@id(\"deep\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource)\nwhen {{ {}true{} }};\n",
+            "(".repeat(200),
+            ")".repeat(200)
+        ),
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .args(["policy", "check"])
+        .arg(&file)
+        .output()
+        .expect("run corridor");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("deep.cedar:4:") && stdout.contains("nest"),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
