@@ -82,3 +82,78 @@ async fn crafted_policies_are_refused_and_the_server_lives() {
         .into_inner();
     assert_eq!(health.status, ServingStatus::Serving as i32);
 }
+
+/// Regression (performance issue, item 1): every database-backed call waited
+/// about 40 ms. The accepted sockets had Nagle's algorithm on, so the
+/// trailers of a unary answer (a second small write) waited for the client's
+/// delayed ACK. Sequential calls of database-backed RPCs over real TCP: a
+/// median over 10 ms is a stall (a healthy call takes about 1 ms; a 4x
+/// margin on each side does not flake). IssueCredential is a transaction of
+/// several statements over sqlx, which no longer sets `TCP_NODELAY` on its
+/// Postgres sockets (sqlx 0.9.0, TLS negotiated here): a stall there shows
+/// up in its median too.
+#[tokio::test]
+async fn sequential_database_calls_do_not_stall() {
+    use std::time::{Duration, Instant};
+    let app = TestApp::spawn().await;
+    let c = crate::support::issue(&app, "hangzhou", "stall-0").await;
+    let mut creds = app.credentials().await;
+    let mut verify = app.verification().await;
+    let issuer = app.issuer("hangzhou");
+    let employer = app.verifier();
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (mut get, mut issue, mut check) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..30 {
+        let t = Instant::now();
+        creds
+            .get_credential(authed(
+                v1::GetCredentialRequest { id: c.id.clone() },
+                &issuer,
+            ))
+            .await
+            .expect("get");
+        get.push(t.elapsed());
+        let t = Instant::now();
+        creds
+            .issue_credential(authed(
+                crate::support::issue_request(
+                    &format!("stall-{i}"),
+                    "hangzhou",
+                    "33010619900101123",
+                ),
+                &issuer,
+            ))
+            .await
+            .expect("issue");
+        issue.push(t.elapsed());
+        let t = Instant::now();
+        verify
+            .verify_credential(authed(
+                v1::VerifyCredentialRequest {
+                    credential: Some(v1::verify_credential_request::Credential::Token(
+                        c.token.clone(),
+                    )),
+                    ..Default::default()
+                },
+                &employer,
+            ))
+            .await
+            .expect("verify");
+        check.push(t.elapsed());
+    }
+    for (rpc, took) in [
+        ("GetCredential", get),
+        ("IssueCredential", issue),
+        ("VerifyCredential", check),
+    ] {
+        let p50 = median(took);
+        eprintln!("{rpc} p50 {p50:?}");
+        assert!(
+            p50 < Duration::from_millis(10),
+            "median {rpc} took {p50:?}: a Nagle/delayed-ACK stall is back"
+        );
+    }
+}

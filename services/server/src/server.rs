@@ -12,8 +12,8 @@ use corridor_proto::v1::policy_service_server::PolicyServiceServer;
 use corridor_proto::v1::recognition_service_server::RecognitionServiceServer;
 use corridor_proto::v1::verification_service_server::VerificationServiceServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::api::city_registry::CityRegistry;
 use crate::api::credentials::Credentials;
@@ -22,6 +22,17 @@ use crate::api::recognition::Recognitions;
 use crate::api::verification::Verification;
 use crate::config::Limits;
 use crate::state::AppState;
+
+/// The connections accepted on `listener`, with `TCP_NODELAY` set.
+///
+/// Why: a unary gRPC answer leaves in two writes (headers and message, then
+/// the trailers). With Nagle's algorithm on, the second small write waits
+/// until the client ACKs the first, and clients delay their ACKs by about
+/// 40 ms: every call that did real work took 44 ms. Every listener this
+/// server opens goes through here.
+pub fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
+}
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains
 /// in-flight requests.
@@ -90,7 +101,7 @@ pub async fn serve(
         .add_service(verification)
         .add_service(policies)
         .add_service(recognitions)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
 }
