@@ -157,3 +157,119 @@ async fn sequential_database_calls_do_not_stall() {
         );
     }
 }
+
+/// Regression (hardening issue, item 2): Suspend, Reinstate and Revoke, and
+/// UpdateRecognitionFacts answered a replay of (`sub`, `request_id`) before
+/// checking the caller's city. A token with the same `sub` but another city
+/// got the other city's credential back, token and holder name included.
+/// Authorization now comes before any replay.
+#[tokio::test]
+async fn a_replay_with_another_citys_token_is_refused() {
+    use corridor_proto::v1::recognition_service_client::RecognitionServiceClient;
+    let app = TestApp::spawn().await;
+    let c = crate::support::issue(&app, "hangzhou", "replay-issue").await;
+    let mut creds = app.credentials().await;
+    let hz = app.token("shared-hr-system", Some("hangzhou"), &["issuer"]);
+    let hf = app.token("shared-hr-system", Some("hefei"), &["issuer"]);
+    let suspend = v1::SuspendCredentialRequest {
+        request_id: "replay-s".into(),
+        id: c.id.clone(),
+        reason: "under review".into(),
+    };
+    let reinstate = v1::ReinstateCredentialRequest {
+        request_id: "replay-r".into(),
+        id: c.id.clone(),
+        reason: "cleared".into(),
+    };
+    let revoke = v1::RevokeCredentialRequest {
+        request_id: "replay-v".into(),
+        id: c.id.clone(),
+        reason: "fraud".into(),
+    };
+    creds
+        .suspend_credential(authed(suspend.clone(), &hz))
+        .await
+        .expect("suspend");
+    creds
+        .reinstate_credential(authed(reinstate.clone(), &hz))
+        .await
+        .expect("reinstate");
+    creds
+        .revoke_credential(authed(revoke.clone(), &hz))
+        .await
+        .expect("revoke");
+    let denied = |r: Result<_, tonic::Status>, what: &str| match r {
+        Ok(_) => panic!("{what}: another city's replay was answered"),
+        Err(e) => assert_eq!(e.code(), Code::PermissionDenied, "{what}: {e:?}"),
+    };
+    denied(
+        creds
+            .suspend_credential(authed(suspend.clone(), &hf))
+            .await
+            .map(|_| ()),
+        "suspend",
+    );
+    denied(
+        creds
+            .reinstate_credential(authed(reinstate.clone(), &hf))
+            .await
+            .map(|_| ()),
+        "reinstate",
+    );
+    denied(
+        creds
+            .revoke_credential(authed(revoke.clone(), &hf))
+            .await
+            .map(|_| ()),
+        "revoke",
+    );
+    // The rightful caller still gets its stored answer.
+    let replay = creds
+        .revoke_credential(authed(revoke, &hz))
+        .await
+        .expect("replay")
+        .into_inner();
+    assert_eq!(replay.credential.map(|c| c.id), Some(c.id.clone()));
+
+    // Recognition: Songjiang's office records a CONDITIONAL decision and
+    // updates its facts; the same `sub` with a Suzhou token replays it.
+    let c2 = crate::support::issue(&app, "hangzhou", "replay-issue-2").await;
+    let mut rec = RecognitionServiceClient::new(app.raw_channel().await);
+    let sj = app.token("shared-talent-office", Some("songjiang"), &["recognizer"]);
+    let sz = app.token("shared-talent-office", Some("suzhou"), &["recognizer"]);
+    let r = rec
+        .request_recognition(authed(
+            v1::RequestRecognitionRequest {
+                request_id: "replay-rr".into(),
+                credential_id: c2.id.clone(),
+                target_city: "songjiang".into(),
+                facts: None,
+            },
+            &sj,
+        ))
+        .await
+        .expect("request")
+        .into_inner()
+        .recognition
+        .expect("recognition");
+    let update = v1::UpdateRecognitionFactsRequest {
+        request_id: "replay-f".into(),
+        id: r.id.clone(),
+        facts: Some(v1::RecognitionFacts {
+            local_social_insurance_months: Some(3),
+            ..Default::default()
+        }),
+    };
+    rec.update_recognition_facts(authed(update.clone(), &sj))
+        .await
+        .expect("update");
+    denied(
+        rec.update_recognition_facts(authed(update.clone(), &sz))
+            .await
+            .map(|_| ()),
+        "update facts",
+    );
+    rec.update_recognition_facts(authed(update, &sj))
+        .await
+        .expect("rightful replay");
+}

@@ -288,14 +288,16 @@ impl Credentials {
         let idem = Idempotency::new(&caller, request_id, operation, &fingerprint)?;
         let now = Utc::now();
         let txn = self.state.db.begin().await?;
-        if let Some(replay) = idem.claim::<v1::Credential>(&txn, now).await? {
-            return Ok(replay);
-        }
+        // Authorization before any replay: a stored answer is only for a
+        // caller who may change this credential now.
         let row = cred_store::get_for_update(&txn, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no credential {id}")))?;
         let city = CityCode::parse("issuer_city", &row.issuer_city)?;
         caller.require_in_city(Role::Issuer, &city)?;
+        if let Some(replay) = idem.claim::<v1::Credential>(&txn, now).await? {
+            return Ok(replay);
+        }
         let from = row_status(&row)?;
         let to = transition.apply(from)?;
         cred_store::set_status(&txn, id, to.as_str(), &reason, now).await?;

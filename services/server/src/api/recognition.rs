@@ -497,14 +497,16 @@ impl Recognitions {
         )?;
         let now = Utc::now();
         let txn = self.state.db.begin().await?;
-        if let Some(replay) = idem.claim(&txn, now).await? {
-            return Ok(replay);
-        }
+        // Authorization before any replay: a stored answer is only for a
+        // caller who may decide into this recognition's city now.
         let row = rec_store::get_for_update(&txn, id)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no recognition {id}")))?;
         let target = CityCode::parse("target_city", &row.target_city)?;
         caller.require_in_city(Role::Recognizer, &target)?;
+        if let Some(replay) = idem.claim(&txn, now).await? {
+            return Ok(replay);
+        }
         if row.status != status::OPEN {
             return Err(ApiError::FailedPrecondition(format!(
                 "only an open CONDITIONAL recognition can be re-decided; this one is {}",
