@@ -180,3 +180,48 @@ async fn every_protected_rpc_needs_a_token() {
         assert_eq!(r.unwrap_err().code(), Code::Unauthenticated, "rpc #{i}");
     }
 }
+
+/// Regression (architecture issue, defect 1): a token without `iat` was
+/// refused (the README lists only iss, aud, sub, exp, nbf, city, roles), and
+/// so was an `aud` array, which RFC 7519 allows. Both are accepted now; an
+/// array without our audience is still refused.
+#[tokio::test]
+async fn tokens_without_iat_or_with_an_audience_array_are_accepted() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now();
+    let good = app.minter.claims(
+        "hz-hr",
+        Some("hangzhou"),
+        &["issuer"],
+        now,
+        chrono::Duration::minutes(5),
+    );
+    let mut no_iat = serde_json::to_value(&good).unwrap();
+    no_iat.as_object_mut().unwrap().remove("iat");
+    assert_eq!(
+        issue_with(&app, Some(&app.minter.sign(&no_iat).unwrap())).await,
+        Code::Ok
+    );
+    let mut array = serde_json::to_value(&good).unwrap();
+    array["aud"] =
+        serde_json::json!(["another-service", corridor_server::config::DEFAULT_AUDIENCE]);
+    let code = {
+        let mut req = issue_request("auth-aud", "hangzhou", "33010619900101123");
+        req.request_id = "auth-aud".into();
+        match app
+            .credentials()
+            .await
+            .issue_credential(authed(req, &app.minter.sign(&array).unwrap()))
+            .await
+        {
+            Ok(_) => Code::Ok,
+            Err(s) => s.code(),
+        }
+    };
+    assert_eq!(code, Code::Ok);
+    array["aud"] = serde_json::json!(["another-service"]);
+    assert_eq!(
+        issue_with(&app, Some(&app.minter.sign(&array).unwrap())).await,
+        Code::Unauthenticated
+    );
+}

@@ -128,22 +128,40 @@ impl Caller {
 pub struct IdentityClaims {
     /// Issuer (the identity provider).
     pub iss: String,
-    /// Audience (this service).
-    pub aud: String,
+    /// Audience (this service): one string, or an array that includes it
+    /// (RFC 7519 §4.1.3 allows both).
+    pub aud: Audience,
     /// Subject (the calling system or person).
     pub sub: String,
     /// Expiry, seconds since the epoch.
     pub exp: i64,
     /// Not before, seconds since the epoch.
     pub nbf: i64,
-    /// Issued at.
-    pub iat: i64,
+    /// Issued at. Optional, as in RFC 7519; not used in any check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     /// The caller's city, for city-scoped roles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// Role names.
     #[serde(default)]
     pub roles: Vec<String>,
+}
+
+/// The `aud` claim: a string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    /// `"aud": "x"`.
+    One(String),
+    /// `"aud": ["x", "y"]`.
+    Many(Vec<String>),
+}
+
+impl From<&str> for Audience {
+    fn from(s: &str) -> Self {
+        Self::One(s.to_owned())
+    }
 }
 
 /// An identity token was refused. The message is for logs, not for clients.
@@ -282,11 +300,11 @@ impl IdentityMinter {
     ) -> IdentityClaims {
         IdentityClaims {
             iss: self.issuer.clone(),
-            aud: self.audience.clone(),
+            aud: Audience::One(self.audience.clone()),
             sub: sub.to_owned(),
             exp: (now + ttl).timestamp(),
             nbf: now.timestamp(),
-            iat: now.timestamp(),
+            iat: Some(now.timestamp()),
             city: city.map(str::to_owned),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         }
@@ -383,8 +401,32 @@ mod tests {
         // Signed by another key under the same kid.
         let (other, _) = IdentityMinter::from_seed("k1", [8; 32], ISS, AUD);
         assert!(v.verify(&other.sign(&good).unwrap()).is_err());
+        // An array audience without ours.
+        let mut c = good.clone();
+        c.aud = Audience::Many(vec!["a".into(), "b".into()]);
+        assert!(v.verify(&m.sign(&c).unwrap()).is_err());
         // And the untouched claims pass.
         assert!(v.verify(&m.sign(&good).unwrap()).is_ok());
+    }
+
+    /// Regression (architecture issue, defect 1): `iat` was required and an
+    /// array `aud` refused, though RFC 7519 and the README allow both.
+    #[test]
+    fn iat_is_optional_and_aud_may_be_an_array() {
+        let (m, v) = setup();
+        let good = m.claims(
+            "s",
+            None,
+            &["verifier"],
+            Utc::now(),
+            chrono::Duration::minutes(5),
+        );
+        let mut j = serde_json::to_value(&good).unwrap();
+        j.as_object_mut().unwrap().remove("iat");
+        assert!(v.verify(&m.sign(&j).unwrap()).is_ok(), "no iat");
+        let mut c = good.clone();
+        c.aud = Audience::Many(vec!["someone-else".into(), AUD.into()]);
+        assert!(v.verify(&m.sign(&c).unwrap()).is_ok(), "aud array");
     }
 
     #[test]

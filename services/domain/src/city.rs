@@ -7,8 +7,24 @@ use std::fmt;
 use crate::Violations;
 
 /// A city code: lowercase ASCII letters and `-`, 2 to 32 characters (`hangzhou`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct CityCode(String);
+
+impl TryFrom<String> for CityCode {
+    type Error = Violations;
+    fn try_from(s: String) -> Result<Self, Violations> {
+        Self::parse("city", &s)
+    }
+}
+
+impl From<CityCode> for String {
+    fn from(c: CityCode) -> String {
+        c.0
+    }
+}
 
 impl CityCode {
     /// Parses a city code for the API field `field`.

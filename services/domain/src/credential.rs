@@ -11,12 +11,18 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::Violations;
+use crate::city::CityCode;
 use crate::error::Collector;
+use crate::holder::HolderHash;
+use crate::qualification::Qualification;
 
 /// Lifecycle status of a credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Status {
     /// In force.
     Active,
@@ -117,7 +123,7 @@ pub fn parse_holder_name(field: &str, raw: &str) -> Result<String, Violations> {
 }
 
 /// A validity window: `from` inclusive, `until` exclusive and optional.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidityWindow {
     /// Start of validity.
     pub from: DateTime<Utc>,
@@ -163,6 +169,55 @@ pub enum WindowPosition {
     Within,
     /// At or after `until`.
     Expired,
+}
+
+/// A credential as the registry holds it: what was signed, who holds it (as
+/// a keyed hash only), and its live status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credential {
+    /// Credential id (UUIDv7).
+    pub id: Uuid,
+    /// Issuing city.
+    pub issuer_city: CityCode,
+    /// The qualification.
+    pub qualification: Qualification,
+    /// Holder display name.
+    pub holder_name: String,
+    /// Keyed hash of the holder's national ID.
+    pub holder_hash: HolderHash,
+    /// Validity window.
+    pub window: ValidityWindow,
+    /// Live status.
+    pub status: Status,
+    /// Reason of the last status change.
+    pub status_reason: Option<String>,
+    /// The key that signed it.
+    pub kid: String,
+    /// The VC-JWT as issued.
+    pub token: String,
+    /// Subject of the issuing caller.
+    pub issued_by: String,
+    /// Issuance time.
+    pub issued_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Credential {
+    /// The credential after a legal `transition` at `now` for `reason`.
+    pub fn transitioned(
+        &self,
+        transition: Transition,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Self, IllegalTransition> {
+        Ok(Self {
+            status: transition.apply(self.status)?,
+            status_reason: Some(reason.to_owned()),
+            updated_at: now,
+            ..self.clone()
+        })
+    }
 }
 
 #[cfg(test)]

@@ -70,7 +70,8 @@ impl NationalId {
 }
 
 /// The keyed hash of a national ID: 64 lowercase hex characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct HolderHash(String);
 
 impl HolderHash {

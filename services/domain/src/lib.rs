@@ -8,11 +8,17 @@
 //! - [`keys`]: city issuer keys (Ed25519), sealed at rest with a key-encryption key;
 //! - [`vc`]: the W3C Verifiable Credential (data model 2.0) secured as a JWT, and
 //!   the checks a verifier runs on one;
-//! - [`caller`]: who is calling (roles, city), from a strictly validated identity token.
+//! - [`caller`]: who is calling (roles, city), from a strictly validated identity token;
+//! - [`authz`]: who may call what: the role table, one function per RPC;
+//! - [`recognition`]: the lifecycle of a recorded recognition and how it
+//!   follows its source credential;
+//! - [`verify`]: the verification rules that need the registry (record
+//!   authority, live status, holder binding, throttling).
 //!
 //! Everything here is synchronous, deterministic given its inputs (time is a
 //! parameter), and unit-tested without a database.
 
+pub mod authz;
 pub mod caller;
 pub mod city;
 pub mod credential;
@@ -20,9 +26,11 @@ pub mod error;
 pub mod holder;
 pub mod keys;
 pub mod qualification;
+pub mod recognition;
 pub mod vc;
+pub mod verify;
 
-pub use error::{FieldViolation, Violations};
+pub use error::{FieldViolation, RequestId, Violations};
 
 /// Fills `buf` with bytes from the operating system's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], error::RandomError> {

@@ -60,6 +60,38 @@ impl Category {
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
+
+    /// The series the brief names for this category. Series are open (a
+    /// new occupation code needs no release), so this is not a whitelist:
+    /// it tells which combinations are real, e.g. that `health` is a title
+    /// series and never a skill level's occupation.
+    pub fn known_series(self) -> &'static [&'static str] {
+        match self {
+            Self::ProfessionalTitle => &[
+                "engineering",
+                "education",
+                "health",
+                "economics",
+                "accounting",
+                "agriculture",
+                "law",
+                "research",
+            ],
+            Self::SkillLevel => &["electrician", "cnc-machinist"],
+            Self::PracticeLicense => &["physician", "lawyer", "teacher", "registered-engineer"],
+            Self::TalentTier => &[],
+            Self::ForeignWorkPermit => &["foreign-expert"],
+        }
+    }
+
+    /// Whether a qualification of this category can have `series`: a series
+    /// the brief names for another category cannot.
+    pub fn can_have_series(self, series: &str) -> bool {
+        self.known_series().contains(&series)
+            || !Self::ALL
+                .into_iter()
+                .any(|c| c.known_series().contains(&series))
+    }
 }
 
 impl fmt::Display for Category {
@@ -69,12 +101,50 @@ impl fmt::Display for Category {
 }
 
 /// A validated qualification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "QualificationParts", into = "QualificationParts")]
 pub struct Qualification {
     category: Category,
     series: String,
     level: u8,
     title: String,
+}
+
+/// The parts of a qualification as plain data (its serialized form).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct QualificationParts {
+    /// Category name (`PROFESSIONAL_TITLE`, ...).
+    pub category: String,
+    /// Series slug.
+    pub series: String,
+    /// Level.
+    pub level: i32,
+    /// Title.
+    pub title: String,
+}
+
+impl TryFrom<QualificationParts> for Qualification {
+    type Error = Violations;
+    fn try_from(p: QualificationParts) -> Result<Self, Violations> {
+        Self::parse(
+            "qualification",
+            Category::from_name(&p.category),
+            &p.series,
+            p.level,
+            &p.title,
+        )
+    }
+}
+
+impl From<Qualification> for QualificationParts {
+    fn from(q: Qualification) -> Self {
+        Self {
+            category: q.category.as_str().to_owned(),
+            series: q.series,
+            level: i32::from(q.level),
+            title: q.title,
+        }
+    }
 }
 
 impl Qualification {

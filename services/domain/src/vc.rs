@@ -142,10 +142,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn failed(s: impl Into<String>) -> Self {
+    /// A failed check.
+    pub fn failed(s: impl Into<String>) -> Self {
         Self::Failed(s.into())
     }
-    fn skipped(s: impl Into<String>) -> Self {
+    /// A check that was not run.
+    pub fn skipped(s: impl Into<String>) -> Self {
         Self::Skipped(s.into())
     }
     /// True unless failed.
