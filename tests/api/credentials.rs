@@ -514,3 +514,27 @@ async fn listing_pages_and_filters() {
         .unwrap_err();
     assert_eq!(violated_fields(&err), ["page_size"]);
 }
+
+/// Regression (architecture issue, defect 2): ListCredentials with a
+/// well-formed code of no corridor city answered OK with an empty list,
+/// where every other RPC answers NOT_FOUND "no corridor city". Now it is
+/// NOT_FOUND too, with the field named.
+#[tokio::test]
+async fn listing_an_unknown_city_is_not_found() {
+    let app = TestApp::spawn().await;
+    let err = app
+        .credentials()
+        .await
+        .list_credentials(authed(
+            v1::ListCredentialsRequest {
+                issuer_city: "atlantis".into(),
+                ..Default::default()
+            },
+            &app.token("auditor", None, &["auditor"]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    assert_eq!(violated_fields(&err), ["issuer_city"]);
+    assert!(err.message().contains("no corridor city atlantis"));
+}

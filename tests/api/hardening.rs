@@ -273,3 +273,83 @@ async fn a_replay_with_another_citys_token_is_refused() {
         .await
         .expect("rightful replay");
 }
+
+/// A codec that sends and receives raw bytes, to put on the wire what no
+/// generated client would.
+#[derive(Clone, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+async fn raw_call(app: &TestApp, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    let mut grpc =
+        tonic::client::Grpc::new(app.raw_channel().await).max_encoding_message_size(usize::MAX);
+    grpc.ready().await.expect("ready");
+    let req = authed(body, &app.issuer("hangzhou"));
+    match grpc
+        .unary(req, http::uri::PathAndQuery::from_static(path), Raw)
+        .await
+    {
+        Ok(_) => tonic::Status::ok(""),
+        Err(s) => s,
+    }
+}
+
+/// Regression (architecture issue, defect 3, and hardening item 5): a
+/// request over the message limit answered OUT_OF_RANGE, where the gRPC
+/// status code guide says RESOURCE_EXHAUSTED; malformed protobuf and a
+/// string field that is not UTF-8 answered INTERNAL, blaming the server for
+/// the client's mistake. Now RESOURCE_EXHAUSTED and INVALID_ARGUMENT.
+#[tokio::test]
+async fn oversized_and_malformed_requests_get_the_clients_codes() {
+    const ISSUE: &str = "/g60.talent.v1.CredentialService/IssueCredential";
+    let app = TestApp::spawn().await;
+    let big = raw_call(&app, ISSUE, vec![0u8; 2 * 1024 * 1024]).await;
+    assert_eq!(big.code(), Code::ResourceExhausted, "{big:?}");
+    let garbage = raw_call(&app, ISSUE, vec![0xff, 0xff, 0xff, 0xff]).await;
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{garbage:?}");
+    // Field 1 (request_id), length 2, bytes that are not UTF-8.
+    let not_utf8 = raw_call(&app, ISSUE, vec![0x0a, 0x02, 0xc3, 0x28]).await;
+    assert_eq!(not_utf8.code(), Code::InvalidArgument, "{not_utf8:?}");
+    // A well-formed empty message reaches the handler: field violations.
+    let empty = raw_call(&app, ISSUE, Vec::new()).await;
+    assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
+    assert!(!corridor_tests::violated_fields(&empty).is_empty());
+}

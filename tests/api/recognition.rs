@@ -1213,3 +1213,180 @@ async fn who_may_decide_publish_and_read() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
 }
+
+/// Regression (architecture issue, defect 4): PublishPolicy refused a past
+/// `effective_from` before looking for an idempotent replay, so a retried
+/// publication whose near-future date had since passed got INVALID_ARGUMENT
+/// instead of its stored answer.
+#[tokio::test]
+async fn a_retried_publication_gets_its_answer_after_its_date_passed() {
+    let app = TestApp::spawn().await;
+    let mut p = pol(&app).await;
+    let admin = policy_admin(&app, "hangzhou");
+    let req = v1::PublishPolicyRequest {
+        request_id: "publish-soon".into(),
+        city: "hangzhou".into(),
+        source: TIGHTER_HANGZHOU.into(),
+        effective_from: Some(prost_types::Timestamp {
+            seconds: chrono::Utc::now().timestamp() + 30,
+            nanos: 0,
+        }),
+    };
+    let first = p
+        .publish_policy(authed(req.clone(), &admin))
+        .await
+        .unwrap()
+        .into_inner();
+    // Two minutes later the date is in the past; the client retries.
+    app.clock.advance(chrono::Duration::minutes(2));
+    let retry = p
+        .publish_policy(authed(req.clone(), &admin))
+        .await
+        .expect("the stored answer, not INVALID_ARGUMENT")
+        .into_inner();
+    assert_eq!(first, retry);
+    assert_eq!(retry.policy.unwrap().version, 2);
+    // A new publication with that date is refused, as before.
+    let err = p
+        .publish_policy(authed(
+            v1::PublishPolicyRequest {
+                request_id: "publish-late".into(),
+                ..req
+            },
+            &admin,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&err), ["effective_from"]);
+}
+
+/// Regression (architecture issue, defect 6): an HR system that got
+/// CONDITIONAL had to parse Cedar to learn which fact to collect, and a
+/// missing fact looked like any other. The explanation now carries the
+/// unmet conditions structured, and leads `rules_not_applied` with the
+/// rules about the credential's own category.
+#[tokio::test]
+async fn unmet_conditions_are_structured_for_machines() {
+    let app = TestApp::spawn().await;
+    let cred = issue_q(
+        &app,
+        "hefei",
+        "u1",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let r = request(
+        &app,
+        "u-r1",
+        &cred.id,
+        "songjiang",
+        F {
+            insurance: Some(3),
+            ..F::default()
+        },
+    )
+    .await
+    .unwrap();
+    let e = r.explanation.unwrap();
+    assert_eq!(e.unmet.len(), 1, "{e:?}");
+    let u = &e.unmet[0];
+    assert_eq!(
+        (
+            u.fact.as_str(),
+            u.comparison.as_str(),
+            u.threshold.as_str(),
+            u.given.as_deref()
+        ),
+        ("local_social_insurance_months", ">=", "6", Some("3"))
+    );
+    assert!(u.condition.contains("local_social_insurance_months >= 6"));
+    let cred2 = issue_q(
+        &app,
+        "hefei",
+        "u2",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let e = request(&app, "u-r2", &cred2.id, "songjiang", F::default())
+        .await
+        .unwrap()
+        .explanation
+        .unwrap();
+    assert_eq!(e.unmet[0].given, None, "missing, not zero");
+    let first_other = e
+        .rules_not_applied
+        .iter()
+        .position(|r| r.other_category)
+        .unwrap_or(e.rules_not_applied.len());
+    assert!(first_other > 0, "{:?}", e.rules_not_applied);
+    assert!(
+        e.rules_not_applied[first_other..]
+            .iter()
+            .all(|r| r.other_category)
+    );
+}
+
+/// Regression (architecture issue, defect 7): SimulatePolicy applied one set
+/// of facts to every holder, so with none given, a draft that tightens a
+/// months threshold reported "0 changed". It now replays each credential's
+/// recorded facts and says how many decisions hung on facts not supplied.
+#[tokio::test]
+async fn simulation_replays_recorded_facts_and_counts_missing_ones() {
+    let app = TestApp::spawn().await;
+    let recorded = issue_q(
+        &app,
+        "hefei",
+        "s1",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let unrecorded = issue_q(
+        &app,
+        "hefei",
+        "s2",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let r = request(
+        &app,
+        "s-r1",
+        &recorded.id,
+        "songjiang",
+        F {
+            insurance: Some(8),
+            ..F::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.outcome, O::Recognized as i32);
+    let draft = include_str!("../../policies/songjiang.cedar").replace(
+        "local_social_insurance_months >= 6",
+        "local_social_insurance_months >= 12",
+    );
+    let resp = pol(&app)
+        .await
+        .simulate_policy(authed(
+            v1::SimulatePolicyRequest {
+                city: "songjiang".into(),
+                source: draft,
+                ..Default::default()
+            },
+            &policy_admin(&app, "songjiang"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.credentials_evaluated, 2);
+    assert_eq!(resp.decisions_with_recorded_facts, 1);
+    // 8 months met 6 and does not meet 12: that decision changes.
+    assert_eq!(resp.decisions_changed, 1, "{resp:?}");
+    assert_eq!(resp.examples[0].credential_id, recorded.id);
+    assert_eq!(
+        (resp.examples[0].from, resp.examples[0].to),
+        (O::Recognized as i32, O::Conditional as i32)
+    );
+    // The other holder supplied no months: CONDITIONAL either way, and said so.
+    assert_eq!(resp.decisions_missing_facts, 1);
+    let _ = unrecorded;
+}

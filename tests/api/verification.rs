@@ -206,7 +206,8 @@ async fn a_validly_signed_token_that_is_not_the_registered_one_fails() {
     use corridor_server::store::keys as key_store;
     let app = TestApp::spawn().await;
     let c = issue(&app, "hangzhou", "forge-1").await;
-    let row = key_store::current(&app.db, "hangzhou", key_store::Lock::None)
+    let city = corridor_domain::city::CityCode::parse("c", "hangzhou").unwrap();
+    let row = key_store::current(&app.db, &city, key_store::Lock::None)
         .await
         .unwrap()
         .unwrap();
@@ -214,7 +215,6 @@ async fn a_validly_signed_token_that_is_not_the_registered_one_fails() {
         .with_dev_defaults()
         .kek()
         .unwrap();
-    let city = corridor_domain::city::CityCode::parse("c", "hangzhou").unwrap();
     let key =
         IssuerSigningKey::unseal(&row.kid, city.clone(), &row.sealed_private_key, &kek).unwrap();
     let claims = corridor_domain::vc::CredentialClaims {

@@ -42,6 +42,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// Mints identity tokens the server trusts.
     pub minter: IdentityMinter,
+    /// The server's clock: tests move it instead of sleeping.
+    pub clock: corridor_server::clock::Clock,
     db_name: String,
     admin_url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -159,6 +161,7 @@ impl TestApp {
         let (state, _audit_task) = AppState::from_parts(db.clone(), &settings)
             .await
             .expect("build state");
+        let clock = state.clock.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -174,6 +177,7 @@ impl TestApp {
             addr,
             db,
             minter,
+            clock,
             db_name,
             admin_url,
             shutdown: Some(tx),

@@ -4,28 +4,17 @@
 //! policy with a request and entities built once. Measured against it, in
 //! the same run: `Engine::decide`, which also builds the entities and the
 //! request from the credential, applies the guard rails and the precedence,
-//! and evaluates a CONDITIONAL rule's condition when one decides. Prints
-//! ns/op and the ratio; `cargo bench -p corridor-policy --bench decide`.
+//! and evaluates a CONDITIONAL rule's condition when one decides. Criterion
+//! (through `corridor-benchkit`) prints the table with the ratio; `cargo
+//! bench -p corridor-policy --bench decide`.
 
 use std::hint::black_box;
 use std::str::FromStr;
-use std::time::Instant;
 
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request, Schema};
 use chrono::Utc;
 use corridor_domain::qualification::Category;
 use corridor_policy::{DEFAULT_POLICIES, Engine, Facts, SCHEMA_SRC, Subject, Target};
-
-fn time_per_op(iters: u32, mut f: impl FnMut()) -> f64 {
-    for _ in 0..iters / 10 {
-        f();
-    }
-    let start = Instant::now();
-    for _ in 0..iters {
-        f();
-    }
-    start.elapsed().as_nanos() as f64 / f64::from(iters)
-}
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let src = DEFAULT_POLICIES
@@ -85,33 +74,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         d.outcome, d.mapped_level, d.deciding_rules
     );
 
-    let iters = 5_000;
-    let mut base = Vec::new();
-    let mut full = Vec::new();
-    for _ in 0..5 {
-        base.push(time_per_op(iters, || {
-            black_box(
-                authorizer
-                    .is_authorized(black_box(&request), &set, &entities)
-                    .decision(),
-            );
-        }));
-        full.push(time_per_op(iters, || {
-            black_box(
-                engine
-                    .decide(&policy, black_box(&subject), &target, &facts, now)
-                    .is_ok(),
-            );
-        }));
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (b, f) = (median(&mut base), median(&mut full));
-    println!("baseline Cedar is_authorized (prebuilt):  {b:>9.0} ns/op");
-    println!("Engine::decide (builds request, explains): {f:>9.0} ns/op");
-    println!("ratio decide / bare Cedar call:           {:>9.2}x", f / b);
-    println!("decisions per second on one core:         {:>9.0}", 1e9 / f);
+    let mut c = corridor_benchkit::Comparison::new("decide");
+    c.baseline("Cedar is_authorized (request prebuilt)", || {
+        authorizer
+            .is_authorized(black_box(&request), &set, &entities)
+            .decision()
+    });
+    c.subject("Engine::decide (builds the request, precedence)", || {
+        engine
+            .decide(&policy, black_box(&subject), &target, &facts, now)
+            .is_ok()
+    });
+    c.report();
     Ok(())
 }

@@ -20,7 +20,7 @@
 //! `Engine::compile`), and a policy inside the budget decides on an ordinary
 //! 2 MiB thread (tested in `tests.rs`).
 
-use crate::compile::Diagnostic;
+use crate::source::Diagnostic;
 
 /// Deepest bracket nesting accepted.
 pub const MAX_NESTING: usize = 32;
@@ -35,9 +35,9 @@ pub fn check(src: &str) -> Result<(), Diagnostic> {
     let mut ops = 0usize;
     let mut i = 0usize;
     let over = |offset: usize, message: String| Diagnostic {
-        line: crate::compile::line_col(src, offset).0,
-        column: crate::compile::line_col(src, offset).1,
-        rule_id: crate::compile::rule_at(src, offset),
+        line: crate::source::line_col(src, offset).0,
+        column: crate::source::line_col(src, offset).1,
+        rule_id: crate::source::rule_at(src, offset),
         message,
     };
     while i < bytes.len() {

@@ -1,39 +1,17 @@
-//! Compiling and validating a city's policy text.
+//! Compiling a city's policy text: Cedar parses and validates it, each rule's
+//! annotations are checked, and each rule's conditions are split so that an
+//! explanation can say which one failed. The conflict search is in
+//! `conflicts.rs`; the entry points that also apply the budget are in
+//! `pipeline.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
-use cedar_policy::{
-    Authorizer, Effect, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet, Schema,
-    ValidationMode, Validator,
-};
-use corridor_domain::qualification::Category;
+use cedar_policy::{Effect, Policy, PolicyId, PolicySet, ValidationMode};
 
-use crate::eval::{Facts, Subject, Target};
-use crate::{Outcome, SCHEMA_SRC};
-
-/// A problem with a policy, pointing at where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// 1-based line.
-    pub line: u32,
-    /// 1-based column (in characters).
-    pub column: u32,
-    /// The rule (`@id`) it concerns, when known.
-    pub rule_id: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl std::fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: ", self.line, self.column)?;
-        if let Some(r) = &self.rule_id {
-            write!(f, "[{r}] ")?;
-        }
-        f.write_str(&self.message)
-    }
-}
+use crate::engine::Engine;
+use crate::source::{Diagnostic, from_miette, line_col, rule_at};
+use crate::types::{Comparison, FactCondition, FactValue, Outcome};
 
 /// One rule of a compiled policy.
 #[derive(Debug, Clone)]
@@ -55,6 +33,10 @@ pub struct Rule {
     /// Line of the rule's `@id`.
     pub line: u32,
     pub(crate) condition_set: Option<PolicySet>,
+    /// The `@condition` as comparisons of single facts, when it is a
+    /// conjunction of such comparisons (else `None`, and an unmet condition
+    /// is reported as Cedar text only).
+    pub fact_conditions: Option<Vec<FactCondition>>,
 }
 
 /// A validated policy, ready to decide.
@@ -80,26 +62,8 @@ impl CompiledPolicy {
         &self.rules
     }
 }
-
-/// The engine: the schema, parsed once, and Cedar's validator and authorizer.
-#[derive(Debug)]
-pub struct Engine {
-    validator: Validator,
-    pub(crate) authorizer: Authorizer,
-    pub(crate) action: EntityUid,
-    pub(crate) city_type: EntityTypeName,
-    pub(crate) credential_type: EntityTypeName,
-}
-
 /// Most rules in one policy.
 pub const MAX_RULES: usize = 500;
-/// Stack of the thread that parses, validates and searches a policy for
-/// conflicts. Far more than the worst policy inside the budget needs
-/// (measured in `tests.rs`); it is address space, committed only as used.
-pub const COMPILE_STACK_BYTES: usize = 64 * 1024 * 1024;
-/// Most distinct series strings the conflict search tries (it bounds the
-/// search's work: grid size grows with them).
-pub const MAX_GRID_SERIES: usize = 48;
 
 const ANNOTATIONS: [&str; 6] = [
     "id",
@@ -110,125 +74,18 @@ const ANNOTATIONS: [&str; 6] = [
     "reason",
 ];
 
-pub(crate) fn line_col(src: &str, offset: usize) -> (u32, u32) {
-    let mut o = offset.min(src.len());
-    while !src.is_char_boundary(o) {
-        o -= 1;
-    }
-    let before = &src[..o];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (
-        u32::try_from(line).unwrap_or(u32::MAX),
-        u32::try_from(col).unwrap_or(u32::MAX),
-    )
-}
-
-/// The `@id` of the rule whose text contains `offset` (the last `@id` before it).
-pub(crate) fn rule_at(src: &str, offset: usize) -> Option<String> {
-    let head = src.get(..offset.min(src.len()))?;
-    let start = head.rfind("@id(\"")? + 5;
-    let rest = &src[start..];
-    rest.find('"').map(|end| rest[..end].to_owned())
-}
-
-fn from_miette(
-    src: &str,
-    e: &dyn miette::Diagnostic,
-    rule: Option<String>,
-    fallback_line: u32,
-) -> Diagnostic {
-    let offset = e.labels().and_then(|mut l| l.next()).map(|l| l.offset());
-    let (line, column) = match offset {
-        Some(o) => line_col(src, o),
-        None => (fallback_line, 1),
-    };
-    let mut message = e.to_string();
-    if let Some(h) = e.help() {
-        message.push_str(&format!(" (help: {h})"));
-    }
-    Diagnostic {
-        line,
-        column,
-        rule_id: rule.or_else(|| offset.and_then(|o| rule_at(src, o))),
-        message,
-    }
-}
-
 impl Engine {
-    /// Parses the schema.
-    pub fn new() -> Result<Self, String> {
-        let (schema, _warnings) =
-            Schema::from_cedarschema_str(SCHEMA_SRC).map_err(|e| format!("policy schema: {e}"))?;
-        let action = EntityUid::from_str(r#"G60::Action::"recognize""#)
-            .map_err(|e| format!("action uid: {e}"))?;
-        let city_type = EntityTypeName::from_str("G60::City").map_err(|e| format!("type: {e}"))?;
-        let credential_type =
-            EntityTypeName::from_str("G60::Credential").map_err(|e| format!("type: {e}"))?;
-        Ok(Self {
-            city_type,
-            credential_type,
-            validator: Validator::new(schema.clone()),
-            authorizer: Authorizer::new(),
-            action,
-        })
-    }
-
-    /// Compiles `src`; `target` (the city the policy is for), when known,
-    /// makes the conflict search use that city.
-    ///
-    /// The source must first fit the [`budget`](crate::budget); Cedar then
-    /// parses and validates it on a thread of its own with a
-    /// [`COMPILE_STACK_BYTES`] stack, whatever thread calls this.
-    pub fn compile(
-        &self,
-        src: &str,
-        target: Option<&Target>,
-    ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
-        self.compile_guarded(src, target, true)
-    }
-
-    /// Compiles a stored policy that was validated when it was published:
-    /// the same checks but the conflict search.
-    pub fn load(&self, src: &str) -> Result<CompiledPolicy, Vec<Diagnostic>> {
-        self.compile_guarded(src, None, false)
-    }
-
-    fn compile_guarded(
-        &self,
-        src: &str,
-        target: Option<&Target>,
-        check_conflicts: bool,
-    ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
-        crate::budget::check(src).map_err(|d| vec![d])?;
-        let failed = |what: &str| {
-            vec![Diagnostic {
-                line: 1,
-                column: 1,
-                rule_id: None,
-                message: format!("the policy compiler {what}"),
-            }]
-        };
-        std::thread::scope(|scope| {
-            let compiler = std::thread::Builder::new()
-                .name("policy-compile".into())
-                .stack_size(COMPILE_STACK_BYTES)
-                .spawn_scoped(scope, || self.compile_inner(src, target, check_conflicts))
-                .map_err(|_| failed("could not start"))?;
-            compiler.join().map_err(|_| failed("failed"))?
-        })
-    }
-
-    fn compile_inner(
-        &self,
-        src: &str,
-        target: Option<&Target>,
-        check_conflicts: bool,
-    ) -> Result<CompiledPolicy, Vec<Diagnostic>> {
+    /// Parses and validates `src` into a policy: every check but the
+    /// conflict search. Callers go through `pipeline.rs`, which applies the
+    /// budget first and runs this on a thread with a large stack.
+    pub(crate) fn build(&self, src: &str) -> Result<CompiledPolicy, Vec<Diagnostic>> {
         let set = match PolicySet::from_str(src) {
             Ok(s) => s,
             Err(errs) => {
-                return Err(errs.iter().map(|e| from_miette(src, e, None, 1)).collect());
+                return Err(errs
+                    .iter()
+                    .map(|e| from_miette(src, e, None, 1, &[]))
+                    .collect());
             }
         };
         let mut diags = Vec::new();
@@ -252,6 +109,11 @@ impl Engine {
                 .parse::<usize>()
                 .unwrap_or(usize::MAX)
         });
+        // Cedar's own ids, to translate in its messages.
+        let internal_ids: Vec<(String, String)> = policies
+            .iter()
+            .filter_map(|p| Some((p.id().to_string(), p.annotation("id")?.to_owned())))
+            .collect();
         for p in policies {
             match self.rule(src, p, &mut ids) {
                 Ok(rule) => {
@@ -270,7 +132,7 @@ impl Engine {
             let line = by_policy
                 .get(e.policy_id())
                 .map_or(1, |&i: &usize| rules[i].line);
-            diags.push(from_miette(src, e, rule, line));
+            diags.push(from_miette(src, e, rule, line, &internal_ids));
         }
         if !diags.is_empty() {
             diags.sort_by_key(|d| (d.line, d.column));
@@ -282,23 +144,14 @@ impl Engine {
             let _ = permits.add(p.clone());
         }
         let (conjuncts, conjunct_of) = split_conjuncts(&set, &by_policy);
-        let compiled = CompiledPolicy {
+        Ok(CompiledPolicy {
             conjuncts,
             conjunct_of,
             rules,
             set,
             permits,
             by_policy,
-        };
-        if !check_conflicts {
-            return Ok(compiled);
-        }
-        let conflicts = self.conflicts(&compiled, target);
-        if conflicts.is_empty() {
-            Ok(compiled)
-        } else {
-            Err(conflicts)
-        }
+        })
     }
 
     fn rule(
@@ -415,6 +268,7 @@ impl Engine {
         };
         let condition = p.annotation("condition").map(str::to_owned);
         let mut condition_set = None;
+        let mut fact_conditions = None;
         match (&condition, outcome) {
             (None, Some(Outcome::Conditional)) => err(
                 "a CONDITIONAL rule needs @condition(\"<expression over context.facts>\")".into(),
@@ -423,7 +277,10 @@ impl Engine {
                 err("@condition is only for CONDITIONAL rules".into())
             }
             (Some(c), _) => match self.condition_set(&rid, c) {
-                Ok(s) => condition_set = Some(s),
+                Ok(s) => {
+                    fact_conditions = s.policies().next().and_then(fact_conditions_of);
+                    condition_set = Some(s);
+                }
                 Err(msgs) => {
                     for m in msgs {
                         err(format!("in @condition: {m}"));
@@ -443,6 +300,7 @@ impl Engine {
                 reason: p.annotation("reason").map(str::to_owned),
                 line,
                 condition_set,
+                fact_conditions,
             }),
             _ => Err(diags),
         }
@@ -464,69 +322,91 @@ impl Engine {
         let errs: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
         if errs.is_empty() { Ok(set) } else { Err(errs) }
     }
+}
 
-    /// Rules of one effect and priority that give different results and both
-    /// match some point of a grid of synthetic credentials and facts.
-    fn conflicts(&self, policy: &CompiledPolicy, target: Option<&Target>) -> Vec<Diagnostic> {
-        let sig = |r: &Rule| (r.outcome, r.level_offset, r.condition.clone());
-        let mut pairs = Vec::new();
-        for (i, a) in policy.rules.iter().enumerate() {
-            for (j, b) in policy.rules.iter().enumerate().skip(i + 1) {
-                if a.effect == b.effect && a.priority == b.priority && sig(a) != sig(b) {
-                    pairs.push((i, j));
-                }
-            }
-        }
-        if pairs.is_empty() {
-            return Vec::new();
-        }
-        let default_target = Target {
-            city: "grid-target".into(),
-            province: "Zhejiang".into(),
-        };
-        let target = target.unwrap_or(&default_target);
-        let mut found: HashMap<(usize, usize), String> = HashMap::new();
-        for subject in grid_subjects(policy) {
-            for facts in grid_facts() {
-                let Ok((forbids, permits, _)) =
-                    self.matching(policy, &subject, target, &facts, subject.issued_at)
-                else {
-                    continue;
-                };
-                let matched: BTreeSet<usize> = forbids.into_iter().chain(permits).collect();
-                for &(i, j) in &pairs {
-                    if matched.contains(&i) && matched.contains(&j) {
-                        found.entry((i, j)).or_insert_with(|| {
-                            format!(
-                                "{} level {} series {} from {}",
-                                subject.category,
-                                subject.level,
-                                subject.series,
-                                subject.issuer_province
-                            )
-                        });
-                    }
-                }
-            }
-        }
-        let mut out: Vec<Diagnostic> = found
-            .into_iter()
-            .map(|((i, j), example)| {
-                let (a, b) = (&policy.rules[i], &policy.rules[j]);
-                Diagnostic {
-                    line: b.line,
-                    column: 1,
-                    rule_id: Some(b.id.clone()),
-                    message: format!(
-                        "rules {} ({}) and {} ({}) have the same @priority({}) and both match e.g. {example}; give one a higher priority",
-                        a.id, a.outcome, b.id, b.outcome, a.priority
-                    ),
-                }
-            })
-            .collect();
-        out.sort_by_key(|d| (d.line, d.column));
-        out
+/// A condition's conjuncts as comparisons of single facts; `None` when any
+/// conjunct is something else. `context.facts has x` guards are dropped:
+/// the comparison of `x` that follows says what is needed.
+fn fact_conditions_of(p: &Policy) -> Option<Vec<FactCondition>> {
+    use serde_json::Value;
+    fn fact_name(e: &Value) -> Option<String> {
+        let dot = e.get(".")?;
+        let facts = dot.get("left")?.get(".")?;
+        let is_context_facts = facts.get("left")?.get("Var")?.as_str()? == "context"
+            && facts.get("attr")?.as_str()? == "facts";
+        is_context_facts.then(|| dot.get("attr")?.as_str().map(str::to_owned))?
     }
+    fn literal(e: &Value) -> Option<FactValue> {
+        match e.get("Value")? {
+            Value::Bool(b) => Some(FactValue::Bool(*b)),
+            Value::Number(n) => n.as_i64().map(FactValue::Long),
+            _ => None,
+        }
+    }
+    fn conjuncts<'a>(e: &'a Value, out: &mut Vec<&'a Value>) {
+        match e.get("&&") {
+            Some(and) => {
+                if let (Some(l), Some(r)) = (and.get("left"), and.get("right")) {
+                    conjuncts(l, out);
+                    conjuncts(r, out);
+                }
+            }
+            None => out.push(e),
+        }
+    }
+    fn one(e: &Value) -> Option<Option<FactCondition>> {
+        // `context.facts has x`: a guard, not a condition of its own.
+        if let Some(has) = e.get("has") {
+            let left = has.get("left")?.get(".")?;
+            let guard = left.get("left")?.get("Var")?.as_str()? == "context"
+                && left.get("attr")?.as_str()? == "facts";
+            return guard.then_some(None);
+        }
+        // `context.facts.x` and `!context.facts.x`.
+        if let Some(fact) = fact_name(e) {
+            return Some(Some(FactCondition {
+                fact,
+                comparison: Comparison::Eq,
+                threshold: FactValue::Bool(true),
+            }));
+        }
+        if let Some(fact) = e.get("!").and_then(|n| fact_name(n.get("arg")?)) {
+            return Some(Some(FactCondition {
+                fact,
+                comparison: Comparison::Eq,
+                threshold: FactValue::Bool(false),
+            }));
+        }
+        // `context.facts.x <op> literal`, either way round.
+        let obj = e.as_object()?;
+        let (op, args) = obj.iter().next()?;
+        let comparison = Comparison::from_op(op)?;
+        let (l, r) = (args.get("left")?, args.get("right")?);
+        match (fact_name(l), literal(r), fact_name(r), literal(l)) {
+            (Some(fact), Some(threshold), _, _) => Some(Some(FactCondition {
+                fact,
+                comparison,
+                threshold,
+            })),
+            (_, _, Some(fact), Some(threshold)) => Some(Some(FactCondition {
+                fact,
+                comparison: comparison.flipped(),
+                threshold,
+            })),
+            _ => None,
+        }
+    }
+    let json = p.to_json().ok()?;
+    let body = json.get("conditions")?.as_array()?.first()?.get("body")?;
+    let mut parts = Vec::new();
+    conjuncts(body, &mut parts);
+    let mut out = Vec::new();
+    for part in parts {
+        if let Some(c) = one(part)? {
+            out.push(c);
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Splits each rule's conditions into conjuncts (see [`CompiledPolicy`]).
@@ -595,69 +475,6 @@ fn split_conjuncts(
     }
     (conjuncts, of)
 }
-
-/// Synthetic credentials: every category and level, the series the policy
-/// names plus one it does not, every corridor province.
-fn grid_subjects(policy: &CompiledPolicy) -> Vec<Subject> {
-    let mut series: BTreeSet<String> = BTreeSet::from(["other-series".to_owned()]);
-    for p in policy.set.policies() {
-        // The policy body only: annotations hold ids and prose, not series.
-        let text: String = p
-            .to_string()
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('@'))
-            .collect::<Vec<_>>()
-            .join("\n");
-        for (k, piece) in text.split('"').enumerate() {
-            if k % 2 == 1
-                && !piece.is_empty()
-                && piece.len() <= 64
-                && piece != "recognize"
-                && piece
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
-                series.insert(piece.to_owned());
-            }
-        }
-    }
-    let series: Vec<String> = series.into_iter().take(MAX_GRID_SERIES).collect();
-    let now = chrono::Utc::now();
-    let mut out = Vec::new();
-    for category in Category::ALL {
-        for level in 1..=category.max_level() {
-            for s in &series {
-                for (city, province) in [
-                    ("grid-shanghai", "Shanghai"),
-                    ("grid-zhejiang", "Zhejiang"),
-                    ("grid-jiangsu", "Jiangsu"),
-                    ("grid-anhui", "Anhui"),
-                ] {
-                    out.push(Subject::synthetic(category, s, level, city, province, now));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn grid_facts() -> [Facts; 3] {
-    [
-        Facts::default(),
-        Facts {
-            local_social_insurance_months: Some(36),
-            local_employer_registered: Some(true),
-            years_of_experience: Some(20),
-            holds_local_license: Some(true),
-            civil_servant: Some(false),
-        },
-        Facts {
-            civil_servant: Some(true),
-            ..Facts::default()
-        },
-    ]
-}
-
 /// The facts a rule may test.
 pub const FACTS: [&str; 5] = [
     "local_social_insurance_months",

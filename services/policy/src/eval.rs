@@ -7,184 +7,13 @@ use cedar_policy::{
     Request, RestrictedExpression,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
-use corridor_domain::credential::{Status, ValidityWindow, WindowPosition};
-use corridor_domain::qualification::Category;
-use serde::{Deserialize, Serialize};
+use corridor_domain::credential::{Status, WindowPosition};
 
-use crate::Outcome;
-use crate::compile::{CompiledPolicy, Engine, Rule};
-
-/// The source credential as a rule sees it, plus what the guard rails need.
-#[derive(Debug, Clone)]
-pub struct Subject {
-    /// Credential id.
-    pub credential_id: String,
-    /// Category.
-    pub category: Category,
-    /// Series.
-    pub series: String,
-    /// Level.
-    pub level: u8,
-    /// Title.
-    pub title: String,
-    /// Issuing city.
-    pub issuer_city: String,
-    /// Province of the issuing city.
-    pub issuer_province: String,
-    /// Issuance time.
-    pub issued_at: DateTime<Utc>,
-    /// Validity window.
-    pub window: ValidityWindow,
-    /// Live status.
-    pub status: Status,
-}
-
-impl Subject {
-    /// An active, valid synthetic credential (conflict search, matrices).
-    pub fn synthetic(
-        category: Category,
-        series: &str,
-        level: u8,
-        issuer_city: &str,
-        issuer_province: &str,
-        now: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            credential_id: format!("synthetic-{issuer_city}"),
-            category,
-            series: series.to_owned(),
-            level,
-            title: String::new(),
-            issuer_city: issuer_city.to_owned(),
-            issuer_province: issuer_province.to_owned(),
-            issued_at: now,
-            window: ValidityWindow {
-                from: now,
-                until: None,
-            },
-            status: Status::Active,
-        }
-    }
-}
-
-/// The receiving city.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// City code.
-    pub city: String,
-    /// Province.
-    pub province: String,
-}
-
-/// Facts about the holder's situation in the target city (all optional).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Facts {
-    /// Months of local social insurance.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub local_social_insurance_months: Option<i64>,
-    /// The employer is registered locally.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub local_employer_registered: Option<bool>,
-    /// Years of experience.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub years_of_experience: Option<i64>,
-    /// Holds a local licence.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub holds_local_license: Option<bool>,
-    /// Is a civil servant.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub civil_servant: Option<bool>,
-}
-
-/// A guard rail no policy can override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuardRail {
-    /// The credential is revoked.
-    Revoked,
-    /// The credential is suspended.
-    Suspended,
-    /// The decision time is before the credential's validity.
-    NotYetValid,
-    /// The decision time is at or after the end of validity.
-    Expired,
-    /// A city does not recognize its own credentials.
-    SameCity,
-}
-
-impl GuardRail {
-    /// Rule id used in explanations.
-    pub fn rule_id(self) -> &'static str {
-        match self {
-            Self::Revoked => "guard:revoked",
-            Self::Suspended => "guard:suspended",
-            Self::NotYetValid => "guard:not-yet-valid",
-            Self::Expired => "guard:expired",
-            Self::SameCity => "guard:same-city",
-        }
-    }
-
-    fn reason(self) -> &'static str {
-        match self {
-            Self::Revoked => "the credential is revoked",
-            Self::Suspended => "the credential is suspended",
-            Self::NotYetValid => "the credential is not yet valid at the decision time",
-            Self::Expired => "the credential has expired at the decision time",
-            Self::SameCity => "a city does not recognize its own credentials",
-        }
-    }
-}
-
-/// A decision and its explanation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
-    /// The outcome.
-    pub outcome: Outcome,
-    /// The mapped local level (RECOGNIZED, CONDITIONAL, DOWNGRADED).
-    pub mapped_level: Option<u8>,
-    /// The rule(s) that decided: one rule id, or a guard rail.
-    pub deciding_rules: Vec<String>,
-    /// Every rule that matched, deciding or not, in precedence order.
-    pub matched_rules: Vec<String>,
-    /// For CONDITIONAL: the conditions still unmet.
-    pub unmet_conditions: Vec<String>,
-    /// Conditions of the deciding rule that were met (a CONDITIONAL rule that recognized).
-    pub met_conditions: Vec<String>,
-    /// Human-readable reason.
-    pub reason: String,
-    /// The guard rail that decided, if any.
-    pub guard_rail: Option<GuardRail>,
-    /// Rules that could not be evaluated (e.g. a fact used without `has`).
-    pub evaluation_errors: Vec<String>,
-    /// Rules that did not apply, each with the first of its conditions that
-    /// does not hold (empty when not asked for, see [`Engine::explain_not_applied`]).
-    pub rules_not_applied: Vec<(String, String)>,
-}
-
-impl Decision {
-    /// REJECTED for `reason`, with nothing matched; the base of every decision.
-    fn rejected(reason: String) -> Self {
-        Self {
-            outcome: Outcome::Rejected,
-            mapped_level: None,
-            deciding_rules: Vec::new(),
-            matched_rules: Vec::new(),
-            unmet_conditions: Vec::new(),
-            met_conditions: Vec::new(),
-            reason,
-            guard_rail: None,
-            evaluation_errors: Vec::new(),
-            rules_not_applied: Vec::new(),
-        }
-    }
-
-    fn guard(g: GuardRail) -> Self {
-        Self {
-            deciding_rules: vec![g.rule_id().to_owned()],
-            guard_rail: Some(g),
-            ..Self::rejected(g.reason().to_owned())
-        }
-    }
-}
+use crate::compile::{CompiledPolicy, Rule};
+use crate::engine::Engine;
+use crate::types::{
+    Decision, Facts, GuardRail, Outcome, RuleNotApplied, Subject, Target, UnmetCondition,
+};
 
 fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
     RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Secs, true))
@@ -205,6 +34,34 @@ fn guard_rail(subject: &Subject, target: &Target, at: DateTime<Utc>) -> Option<G
         WindowPosition::Expired => Some(GuardRail::Expired),
         WindowPosition::Within => None,
     }
+}
+
+/// The structured form of a CONDITIONAL rule's unmet `condition`: each
+/// comparison of a fact that does not hold, with the value given or none;
+/// one unstructured entry when the condition is not made of such comparisons.
+fn unmet(rule: &Rule, condition: &str, facts: &Facts) -> Vec<UnmetCondition> {
+    let Some(parts) = &rule.fact_conditions else {
+        return vec![UnmetCondition::whole(condition)];
+    };
+    let structured: Vec<UnmetCondition> = parts
+        .iter()
+        .filter_map(|c| {
+            let given = facts.get(&c.fact);
+            let holds = given.is_some_and(|g| c.comparison.holds(g, c.threshold));
+            (!holds).then(|| UnmetCondition {
+                fact: c.fact.clone(),
+                comparison: c.comparison.as_str().to_owned(),
+                threshold: c.threshold.to_string(),
+                given: given.map(|g| g.to_string()),
+                condition: condition.to_owned(),
+            })
+        })
+        .collect();
+    if structured.is_empty() {
+        // Cedar says it does not hold but no part visibly fails: say it whole.
+        return vec![UnmetCondition::whole(condition)];
+    }
+    structured
 }
 
 /// Matching forbids, matching permits (rule indexes, precedence order) and
@@ -404,7 +261,7 @@ impl Engine {
                 *e = (*k, text);
             }
         }
-        decision.rules_not_applied = policy
+        let mut not_applied: Vec<RuleNotApplied> = policy
             .rules
             .iter()
             .enumerate()
@@ -414,9 +271,17 @@ impl Engine {
                     || "its scope does not match".to_owned(),
                     |(_, t)| (*t).to_owned(),
                 );
-                (r.id.clone(), why)
+                RuleNotApplied {
+                    rule_id: r.id.clone(),
+                    other_category: RuleNotApplied::is_category_test(&why),
+                    failed_condition: why,
+                }
             })
             .collect();
+        // What matters first: rules about this category of qualification,
+        // then the ones about other categories (stable: source order within).
+        not_applied.sort_by_key(|r| r.other_category);
+        decision.rules_not_applied = not_applied;
         Ok(())
     }
 
@@ -505,6 +370,7 @@ impl Engine {
                     Decision {
                         outcome: Outcome::Conditional,
                         mapped_level: Some(level),
+                        unmet: unmet(r, &cond, facts),
                         unmet_conditions: vec![cond],
                         reason: explain(r, format!("conditional under rule {}", r.id)),
                         ..base

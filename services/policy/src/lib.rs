@@ -29,6 +29,10 @@
 //!    a CONDITIONAL rule whose condition holds gives RECOGNIZED;
 //! 4. nothing matches → REJECTED ("no rule recognizes it").
 //!
+//! Modules, each depending only on those before it: `source` (positions,
+//! diagnostics), `types`, `engine` (the schema), `budget`, `compile`, `eval`,
+//! `conflicts`, `explanation`, `pipeline` (the public compile and load).
+//!
 //! Validation refuses, besides schema errors: missing or unknown annotations,
 //! outcomes that contradict the effect, CONDITIONAL without a condition,
 //! DOWNGRADED without a negative offset, duplicate ids, and two rules of one
@@ -37,69 +41,24 @@
 
 pub mod budget;
 mod compile;
+mod conflicts;
+mod engine;
 mod eval;
+mod explanation;
+mod pipeline;
+mod source;
+mod types;
 
-pub use compile::{COMPILE_STACK_BYTES, CompiledPolicy, Diagnostic, Engine, Rule};
-pub use eval::{Decision, Facts, GuardRail, Subject, Target};
-
-/// The schema every policy is validated against.
-pub const SCHEMA_SRC: &str = include_str!("schema.cedarschema");
-
-/// A recognition outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Outcome {
-    /// Valid in the target city as the mapped local qualification.
-    Recognized,
-    /// Recognized once the listed conditions hold.
-    Conditional,
-    /// Recognized at a lower mapped level.
-    Downgraded,
-    /// Outside automatic recognition: the local authority decides.
-    Referred,
-    /// Not recognized.
-    Rejected,
-}
-
-impl Outcome {
-    /// Every outcome.
-    pub const ALL: [Outcome; 5] = [
-        Self::Recognized,
-        Self::Conditional,
-        Self::Downgraded,
-        Self::Referred,
-        Self::Rejected,
-    ];
-
-    /// The annotation / storage name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Recognized => "RECOGNIZED",
-            Self::Conditional => "CONDITIONAL",
-            Self::Downgraded => "DOWNGRADED",
-            Self::Referred => "REFERRED",
-            Self::Rejected => "REJECTED",
-        }
-    }
-
-    /// Inverse of [`Outcome::as_str`].
-    pub fn from_name(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.as_str() == s)
-    }
-
-    /// Whether a `permit` rule may carry it (otherwise a `forbid` must).
-    pub fn is_permit(self) -> bool {
-        matches!(
-            self,
-            Self::Recognized | Self::Conditional | Self::Downgraded
-        )
-    }
-}
-
-impl std::fmt::Display for Outcome {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use compile::{CompiledPolicy, MAX_RULES, Rule};
+pub use conflicts::MAX_GRID_SERIES;
+pub use engine::{Engine, SCHEMA_SRC};
+pub use explanation::Explanation;
+pub use pipeline::COMPILE_STACK_BYTES;
+pub use source::Diagnostic;
+pub use types::{
+    Comparison, Decision, FactCondition, FactValue, Facts, GuardRail, Outcome, RuleNotApplied,
+    Subject, Target, UnmetCondition,
+};
 
 /// The default policy of each founding city: `(city code, Cedar source)`,
 /// from `policies/<city>.cedar`. Loaded as each city's version 1.

@@ -255,8 +255,8 @@ fn rules_that_did_not_apply_name_their_failing_condition() {
     let why = |id: &str| {
         d.rules_not_applied
             .iter()
-            .find(|(r, _)| r == id)
-            .map(|(_, w)| w.clone())
+            .find(|r| r.rule_id == id)
+            .map(|r| r.failed_condition.clone())
             .unwrap_or_else(|| panic!("{id} missing from {:?}", d.rules_not_applied))
     };
     assert_eq!(
@@ -270,7 +270,7 @@ fn rules_that_did_not_apply_name_their_failing_condition() {
     assert!(
         !d.rules_not_applied
             .iter()
-            .any(|(r, _)| r == "titles-same-level")
+            .any(|r| r.rule_id == "titles-same-level")
     );
     // Every rule is either matched or explained.
     assert_eq!(
@@ -395,4 +395,135 @@ fn the_worst_policy_inside_the_budget_compiles_and_decides_on_a_small_stack() {
         .unwrap_or_else(|err| panic!("{name}: {err}"));
         assert_eq!(d.outcome, Outcome::Recognized, "{name}");
     }
+}
+
+/// Regression (architecture issue, defect 5): diagnostics quoted Cedar's
+/// internal ids ("for policy `policy1`") instead of the rule's `@id`.
+#[test]
+fn diagnostics_name_rules_by_their_id_not_cedars() {
+    let src = "@id(\"first\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource) when { resource.category == \"SKILL_LEVEL\" };\n@id(\"second\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource) when { resource.level == \"four\" };\n";
+    let d = diags(src);
+    assert!(!d.is_empty());
+    for x in &d {
+        assert!(!x.message.contains("`policy"), "{}", x.message);
+    }
+    assert!(d.iter().any(|x| x.message.contains("`second`")), "{d:?}");
+}
+
+/// Regression (architecture issue, defect 5): the conflict example paired a
+/// skill level with a title series ("SKILL_LEVEL level 2 series health").
+#[test]
+fn conflict_examples_are_qualifications_that_can_exist() {
+    let src = "@id(\"health-titles\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action, resource) when { resource.series == \"health\" };\n@id(\"anhui\")\n@outcome(\"DOWNGRADED\")\n@level_offset(\"-1\")\npermit (principal, action, resource) when { resource.issuer_province == \"Anhui\" };\n";
+    let d = diags(src);
+    assert_eq!(d.len(), 1, "{d:?}");
+    let m = &d[0].message;
+    assert!(
+        m.contains("PROFESSIONAL_TITLE") && m.contains("series health"),
+        "{m}"
+    );
+    assert!(m.contains("from Anhui"), "{m}");
+    // And no grid point pairs a series with a category it cannot have.
+    for c in Category::ALL {
+        for s in ["health", "electrician", "physician", "foreign-expert"] {
+            let real = c.known_series().contains(&s);
+            assert_eq!(c.can_have_series(s), real, "{c} {s}");
+        }
+        assert!(c.can_have_series("a-new-occupation"));
+    }
+}
+
+/// Regression (architecture issue, defect 6): an HR system that got
+/// CONDITIONAL had to parse Cedar text to learn which fact to collect, and
+/// "missing" looked like "3 months". Unmet conditions are now structured.
+#[test]
+fn unmet_conditions_say_which_fact_and_what_was_given() {
+    let e = engine();
+    let p = policy(&e, "songjiang");
+    let s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        4,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    let t = target("songjiang", "Shanghai");
+    let d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    assert_eq!(d.outcome, Outcome::Conditional);
+    assert_eq!(d.unmet.len(), 1, "{:?}", d.unmet);
+    let u = &d.unmet[0];
+    assert_eq!(u.fact, "local_social_insurance_months");
+    assert_eq!(u.comparison, ">=");
+    assert_eq!(u.threshold, "6");
+    assert_eq!(u.given, None);
+    assert!(d.depends_on_missing_facts());
+    let three = Facts {
+        local_social_insurance_months: Some(3),
+        ..Facts::default()
+    };
+    let d = e.decide(&p, &s, &t, &three, Utc::now()).unwrap();
+    assert_eq!(d.unmet[0].given.as_deref(), Some("3"));
+    assert!(!d.depends_on_missing_facts());
+    // A boolean fact: class B work permits need a registered employer.
+    let permit = Subject::synthetic(
+        Category::ForeignWorkPermit,
+        "foreign-expert",
+        2,
+        "hefei",
+        "Anhui",
+        Utc::now(),
+    );
+    let d = e
+        .decide(&p, &permit, &t, &Facts::default(), Utc::now())
+        .unwrap();
+    assert_eq!(d.unmet[0].fact, "local_employer_registered");
+    assert_eq!(
+        (
+            d.unmet[0].comparison.as_str(),
+            d.unmet[0].threshold.as_str()
+        ),
+        ("==", "true")
+    );
+}
+
+/// Regression (architecture issue, defect 6): rules about other categories
+/// came first in `rules_not_applied`; the ones about this credential's
+/// category now do.
+#[test]
+fn rules_not_applied_lead_with_what_matters() {
+    let e = engine();
+    let p = policy(&e, "songjiang");
+    let s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        3,
+        "hangzhou",
+        "Zhejiang",
+        Utc::now(),
+    );
+    let t = target("songjiang", "Shanghai");
+    let mut d = e.decide(&p, &s, &t, &Facts::default(), Utc::now()).unwrap();
+    e.explain_not_applied(&p, &mut d, &s, &t, &Facts::default(), Utc::now())
+        .unwrap();
+    let first_other = d
+        .rules_not_applied
+        .iter()
+        .position(|r| r.other_category)
+        .unwrap();
+    assert!(
+        d.rules_not_applied[..first_other]
+            .iter()
+            .any(|r| r.rule_id == "titles-deputy-senior-outside-shanghai")
+    );
+    assert!(
+        d.rules_not_applied[first_other..]
+            .iter()
+            .all(|r| r.other_category)
+    );
+    assert!(
+        d.rules_not_applied
+            .iter()
+            .any(|r| r.rule_id == "skills-same-level" && r.other_category)
+    );
 }

@@ -99,7 +99,7 @@ impl Cli {
                 }
                 let (state, audit_task) = AppState::build(&settings).await?;
                 if self.dev {
-                    crate::sample::seed(&state, &settings).await?;
+                    crate::sample::seed(&state).await?;
                 }
                 let listener = TcpListener::bind(settings.listen).await?;
                 server::serve(listener, state, settings.limits, shutdown_signal()).await?;

@@ -215,6 +215,15 @@ impl Settings {
         HolderHasher::new(&raw).map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 
+    /// The secret page tokens are signed under (a key is derived from the
+    /// holder hash key, under a label of its own).
+    pub fn page_token_secret(&self) -> Result<Vec<u8>, ConfigError> {
+        secret_bytes(
+            self.secrets.holder_hash_key.as_ref(),
+            "secrets.holder_hash_key (CORRIDOR_SECRETS__HOLDER_HASH_KEY)",
+        )
+    }
+
     /// The identity-token verifier.
     pub fn identity_verifier(&self) -> Result<IdentityVerifier, ConfigError> {
         let issuer = self.identity.issuer.as_deref().ok_or(ConfigError::Missing(

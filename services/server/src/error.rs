@@ -1,21 +1,20 @@
-//! Errors of the service layer and their one mapping to gRPC status codes.
+//! The errors of the use cases (`app/`), in terms of what went wrong, not of
+//! any transport. `api::status` maps them to gRPC status codes, once.
 //!
-//! Policy: a client gets a precise code and a message it can act on; bad
-//! input gets INVALID_ARGUMENT with a `google.rpc.BadRequest` listing every
-//! violated field. Internal failures (database, crypto) are logged with their
-//! cause and answered with a bare INTERNAL/UNAVAILABLE, never leaking detail.
-//! No request path panics: everything fallible returns an [`ApiError`].
+//! Policy: a client gets a precise error it can act on; bad input is
+//! [`AppError::Invalid`] listing every violated field. Internal failures
+//! (database, crypto) carry their cause for the log and reach the client as
+//! a bare INTERNAL or UNAVAILABLE, never with detail. No request path
+//! panics: everything fallible returns an [`AppError`].
 
 use corridor_domain::Violations;
 use corridor_domain::caller::Denied;
 use corridor_domain::credential::IllegalTransition;
 use sea_orm::DbErr;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// An error answering a request.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub enum AppError {
     /// Bad input.
     #[error(transparent)]
     Invalid(#[from] Violations),
@@ -28,6 +27,14 @@ pub enum ApiError {
     /// Unknown id.
     #[error("{0}")]
     NotFound(String),
+    /// A well-formed city code of no corridor city, in a request field.
+    #[error("no corridor city {code}")]
+    UnknownCity {
+        /// The request field.
+        field: &'static str,
+        /// The code asked for.
+        code: String,
+    },
     /// A request id reused with another payload.
     #[error("{0}")]
     AlreadyExists(String),
@@ -48,59 +55,25 @@ pub enum ApiError {
     Internal(String),
 }
 
-impl From<IllegalTransition> for ApiError {
+impl From<IllegalTransition> for AppError {
     fn from(e: IllegalTransition) -> Self {
         Self::FailedPrecondition(e.to_string())
     }
 }
 
-impl ApiError {
+impl From<corridor_domain::authz::Hidden> for AppError {
+    fn from(_: corridor_domain::authz::Hidden) -> Self {
+        // Callers replace this with "no <thing> <id>"; see `AppError::hidden`.
+        Self::NotFound("not found".into())
+    }
+}
+
+impl AppError {
     /// An internal error from any displayable cause.
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::Internal(e.to_string())
     }
 }
 
-impl From<ApiError> for Status {
-    fn from(e: ApiError) -> Self {
-        match e {
-            ApiError::Invalid(Violations(vs)) => {
-                let summary = vs
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field, v.description))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                let mut details = ErrorDetails::new();
-                for v in vs {
-                    details.add_bad_request_violation(v.field, v.description);
-                }
-                Status::with_error_details(Code::InvalidArgument, summary, details)
-            }
-            ApiError::Unauthenticated => Status::unauthenticated(
-                "a valid bearer token from the corridor identity provider is required",
-            ),
-            ApiError::Denied(d) => Status::permission_denied(d.0),
-            ApiError::NotFound(m) => Status::not_found(m),
-            ApiError::AlreadyExists(m) => Status::already_exists(m),
-            ApiError::FailedPrecondition(m) => Status::failed_precondition(m),
-            ApiError::Aborted(m) => Status::aborted(m),
-            ApiError::Exhausted(m) => Status::resource_exhausted(m),
-            ApiError::Db(e) => {
-                tracing::error!(error = %e, "database error");
-                match e {
-                    DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                        Status::unavailable("the database is unavailable; retry later")
-                    }
-                    _ => Status::internal("internal error"),
-                }
-            }
-            ApiError::Internal(m) => {
-                tracing::error!(error = %m, "internal error");
-                Status::internal("internal error")
-            }
-        }
-    }
-}
-
-/// Result of the service layer.
-pub type ApiResult<T> = Result<T, ApiError>;
+/// Result of the use cases.
+pub type AppResult<T> = Result<T, AppError>;

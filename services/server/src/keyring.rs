@@ -1,19 +1,19 @@
-//! The in-memory issuer keyring.
+//! The in-memory issuer keyring, and the one place a city key is generated
+//! and sealed ([`Keyring::generate`]).
 //!
 //! Verifying keys of every city (current and retired) are cached so that a
 //! verify needs no database round trip for its key. The cache is refreshed
 //! when this replica rotates a key; every [`REFRESH_INTERVAL`] by a background
 //! task, off the request path (so a key another replica retired gets its
-//! `not_after` here too); and on a miss for
-//! an unknown kid (another replica may have rotated), at most once per
-//! [`MISS_RELOAD_INTERVAL`] so that tokens with made-up kids cannot turn into
-//! a database load.
+//! `not_after` here too); and on a miss for an unknown kid (another replica
+//! may have rotated), at most once per [`MISS_RELOAD_INTERVAL`] so that
+//! tokens with made-up kids cannot turn into a database load.
 //!
 //! Signing keys are unsealed lazily, per city, and re-read from the database
 //! when the city's current kid changed under us.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -21,20 +21,19 @@ use corridor_domain::city::CityCode;
 use corridor_domain::keys::{IssuerSigningKey, IssuerVerifyingKey, KeyEncryptionKey};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use crate::error::{ApiError, ApiResult};
-use crate::store::entities::issuer_key;
-use crate::store::keys as key_store;
+use crate::error::{AppError, AppResult};
+use crate::store::keys::{self as key_store, IssuerKeyRecord};
 
 /// Minimum time between two reloads caused by unknown kids.
 pub const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the background task reloads the cache.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The keyring shared by all handlers.
+/// The keyring shared by all use cases.
 pub struct Keyring {
     kek: KeyEncryptionKey,
     verifying: RwLock<HashMap<String, Arc<IssuerVerifyingKey>>>,
-    signing: RwLock<HashMap<String, Arc<IssuerSigningKey>>>,
+    signing: RwLock<HashMap<CityCode, Arc<IssuerSigningKey>>>,
     last_miss_reload: tokio::sync::Mutex<Option<Instant>>,
 }
 
@@ -42,22 +41,6 @@ impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring").finish_non_exhaustive()
     }
-}
-
-fn city(code: &str) -> ApiResult<CityCode> {
-    CityCode::parse("city", code).map_err(|_| ApiError::internal(format!("bad stored city {code}")))
-}
-
-/// Builds a verifying key from a stored row.
-pub fn verifying_from_row(row: &issuer_key::Model) -> ApiResult<IssuerVerifyingKey> {
-    IssuerVerifyingKey::from_stored(
-        row.kid.clone(),
-        city(&row.city_code)?,
-        &row.public_key,
-        row.not_before,
-        row.not_after,
-    )
-    .map_err(ApiError::internal)
 }
 
 impl Keyring {
@@ -71,47 +54,54 @@ impl Keyring {
         }
     }
 
-    /// The key-encryption key.
-    pub fn kek(&self) -> &KeyEncryptionKey {
-        &self.kek
+    /// A new key for `city`, valid from `now`, sealed under the KEK: the
+    /// signing key and the record to store. Bootstrap and rotation both
+    /// come here.
+    pub fn generate(
+        &self,
+        city: &CityCode,
+        now: DateTime<Utc>,
+    ) -> AppResult<(Arc<IssuerSigningKey>, IssuerKeyRecord)> {
+        let key = IssuerSigningKey::generate(city, now).map_err(AppError::internal)?;
+        let sealed = key.seal(&self.kek).map_err(AppError::internal)?;
+        let record = IssuerKeyRecord {
+            kid: key.kid().to_owned(),
+            city: city.clone(),
+            public_key: key.public_key(),
+            sealed_private_key: sealed,
+            current: true,
+            not_before: now,
+            not_after: None,
+        };
+        Ok((Arc::new(key), record))
     }
 
     /// Creates a current key for every city that has none ("keys are created
     /// on first start"), then loads all verifying keys.
-    pub async fn bootstrap(&self, db: &DatabaseConnection, city_codes: &[String]) -> ApiResult<()> {
+    pub async fn bootstrap(&self, db: &DatabaseConnection, cities: &[CityCode]) -> AppResult<()> {
         let now = Utc::now();
-        for code in city_codes {
-            if key_store::current(db, code, key_store::Lock::None)
+        for city in cities {
+            if key_store::current(db, city, key_store::Lock::None)
                 .await?
                 .is_some()
             {
                 continue;
             }
-            let key = IssuerSigningKey::generate(&city(code)?, now).map_err(ApiError::internal)?;
-            let sealed = key.seal(&self.kek).map_err(ApiError::internal)?;
-            let inserted = key_store::insert_current_if_none(
-                db,
-                key.kid().to_owned(),
-                code.clone(),
-                key.public_key().to_vec(),
-                sealed,
-                now,
-            )
-            .await?;
-            if inserted {
-                tracing::info!(city = %code, kid = key.kid(), "created issuer key");
+            let (_, record) = self.generate(city, now)?;
+            if key_store::insert_current_if_none(db, &record).await? {
+                tracing::info!(city = %city, kid = %record.kid, "created issuer key");
             }
         }
         self.reload(db).await
     }
 
     /// Replaces the verifying cache with what the database holds.
-    pub async fn reload(&self, conn: &impl ConnectionTrait) -> ApiResult<()> {
+    pub async fn reload(&self, conn: &impl ConnectionTrait) -> AppResult<()> {
         let rows = key_store::all(conn).await?;
-        let mut map = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            map.insert(row.kid.clone(), Arc::new(verifying_from_row(row)?));
-        }
+        let map = rows
+            .iter()
+            .map(|r| (r.kid.clone(), Arc::new(r.verifying())))
+            .collect();
         if let Ok(mut v) = self.verifying.write() {
             *v = map;
         }
@@ -130,7 +120,7 @@ impl Keyring {
         &self,
         db: &DatabaseConnection,
         kid: &str,
-    ) -> ApiResult<Option<Arc<IssuerVerifyingKey>>> {
+    ) -> AppResult<Option<Arc<IssuerVerifyingKey>>> {
         if let Some(k) = self.cached(kid) {
             return Ok(Some(k));
         }
@@ -147,27 +137,29 @@ impl Keyring {
         Ok(self.cached(kid))
     }
 
-    /// Reloads the cache every [`REFRESH_INTERVAL`] while `state` lives.
-    pub async fn refresh_loop(state: std::sync::Weak<crate::state::Inner>) {
+    /// Reloads the cache every [`REFRESH_INTERVAL`] while the keyring lives.
+    pub async fn refresh_loop(keyring: Weak<Keyring>, db: DatabaseConnection) {
         let mut tick = tokio::time::interval(REFRESH_INTERVAL);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            if let Err(e) = state.keyring.reload(&state.db).await {
+            let Some(keyring) = keyring.upgrade() else {
+                break;
+            };
+            if let Err(e) = keyring.reload(&db).await {
                 tracing::warn!(error = %e, "issuer key refresh failed; keeping the cached keys");
             }
         }
     }
 
-    /// The signing key for `row` (the city's current key as just read from
+    /// The signing key of `row` (the city's current key as just read from
     /// the database), unsealing it if this replica has not yet.
-    pub fn signing_for(&self, row: &issuer_key::Model) -> ApiResult<Arc<IssuerSigningKey>> {
+    pub fn signing_for(&self, row: &IssuerKeyRecord) -> AppResult<Arc<IssuerSigningKey>> {
         if let Some(k) = self
             .signing
             .read()
             .ok()
-            .and_then(|m| m.get(&row.city_code).cloned())
+            .and_then(|m| m.get(&row.city).cloned())
             && k.kid() == row.kid
         {
             return Ok(k);
@@ -175,42 +167,36 @@ impl Keyring {
         let key = Arc::new(
             IssuerSigningKey::unseal(
                 &row.kid,
-                city(&row.city_code)?,
+                row.city.clone(),
                 &row.sealed_private_key,
                 &self.kek,
             )
-            .map_err(ApiError::internal)?,
+            .map_err(AppError::internal)?,
         );
         if let Ok(mut m) = self.signing.write() {
-            m.insert(row.city_code.clone(), key.clone());
+            m.insert(row.city.clone(), key.clone());
         }
         if let Ok(mut v) = self.verifying.write() {
             v.entry(row.kid.clone())
-                .or_insert_with(|| Arc::new(key.verifying_key(row.not_before)));
+                .or_insert_with(|| Arc::new(row.verifying()));
         }
         Ok(key)
     }
 
-    /// Records a rotation done by this replica.
+    /// Records a rotation done by this replica: `retired` (now with its
+    /// `not_after`) and the new current key.
     pub fn rotated(
         &self,
-        retired: &issuer_key::Model,
-        retired_at: DateTime<Utc>,
+        retired: &IssuerKeyRecord,
         new_key: Arc<IssuerSigningKey>,
-        new_not_before: DateTime<Utc>,
-    ) -> ApiResult<()> {
-        let mut old = verifying_from_row(retired)?;
-        old.not_after = Some(retired_at);
+        new_record: &IssuerKeyRecord,
+    ) {
         if let Ok(mut v) = self.verifying.write() {
-            v.insert(old.kid.clone(), Arc::new(old));
-            v.insert(
-                new_key.kid().to_owned(),
-                Arc::new(new_key.verifying_key(new_not_before)),
-            );
+            v.insert(retired.kid.clone(), Arc::new(retired.verifying()));
+            v.insert(new_record.kid.clone(), Arc::new(new_record.verifying()));
         }
         if let Ok(mut m) = self.signing.write() {
-            m.insert(retired.city_code.clone(), new_key);
+            m.insert(new_record.city.clone(), new_key);
         }
-        Ok(())
     }
 }

@@ -1,29 +1,45 @@
 //! The Talent Corridor server.
 //!
-//! Owns everything between the wire and the database:
-//! - [`api`]: the gRPC handlers, one module per service in the proto;
-//! - [`store`]: the database connection and repository functions, one module per table;
+//! Owns everything between the wire and the database, in layers that only
+//! call downwards:
+//! - [`api`]: the gRPC handlers, one module per service in the proto; they
+//!   parse requests into commands, call a use case, convert the answer;
+//! - [`app`]: the use cases, one module per capability; they authorize, own
+//!   the transaction and the idempotency claim, call the domain and the
+//!   store, append audit events, and return domain results;
+//! - [`store`]: the database connection and repository functions, one module
+//!   per table, returning typed records;
+//! - [`clock`]: the time the use cases see (tests move it);
+//! - [`paging`]: page sizes and signed page tokens of the List use cases;
 //! - [`keyring`]: the in-memory cache of city issuer keys;
 //! - [`policy_book`]: compiled recognition policies and the policy in force;
 //! - [`caller_cache`]: bearer tokens already validated, until they expire;
 //! - [`config`]: layered configuration and the `--dev` defaults;
 //! - [`state`]: what every handler shares;
 //! - [`server`]: assembling services, health, reflection and limits;
+//! - [`transport`]: socket options, and the codes of requests no handler saw;
 //! - [`sample`]: sample credentials for `--dev`;
 //! - [`throttle`]: the limit on failed holder checks;
-//! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`).
+//! - [`error`]: the use cases' errors;
+//! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`, `policy check`).
 //!
-//! Domain rules live in `corridor-domain`; this crate only wires them up.
+//! Domain rules (the credential and recognition lifecycles, verification,
+//! the role table) live in `corridor-domain`, recognition policy in
+//! `corridor-policy`; this crate wires them to the network and the database.
 
 pub mod api;
+pub mod app;
 pub mod caller_cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
+pub mod paging;
 pub mod policy_book;
 pub mod sample;
 pub mod server;
 pub mod state;
 pub mod store;
 pub mod throttle;
+pub mod transport;

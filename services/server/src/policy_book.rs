@@ -10,24 +10,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use corridor_domain::credential::ValidityWindow;
-use corridor_domain::qualification::Category;
-use corridor_policy::{CompiledPolicy, DEFAULT_POLICIES, Decision, Engine, Facts, Subject, Target};
+use corridor_domain::city::CityCode;
+use corridor_domain::credential::Credential;
+use corridor_policy::{
+    CompiledPolicy, DEFAULT_POLICIES, Decision, Engine, Explanation, Facts, Subject, Target,
+};
 use sea_orm::ConnectionTrait;
 
-use crate::api::convert::row_status;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{AppError, AppResult};
 use crate::store::cities as city_store;
-use crate::store::entities::{credential, policy_version};
-use crate::store::policies as policy_store;
+use crate::store::policies::{self as policy_store, PolicyVersion};
 
 /// Compiled policies and city provinces.
 #[derive(Debug)]
 pub struct PolicyBook {
     engine: Engine,
-    compiled: RwLock<HashMap<(String, i32), Arc<CompiledPolicy>>>,
-    provinces: RwLock<HashMap<String, String>>,
+    compiled: RwLock<HashMap<(CityCode, i32), Arc<CompiledPolicy>>>,
+    provinces: RwLock<HashMap<CityCode, String>>,
 }
+
+/// A policy version in force, compiled.
+pub type InForce = (i32, Arc<CompiledPolicy>);
 
 /// A decision with the policy version that made it (0: none was consulted).
 #[derive(Debug, Clone)]
@@ -38,6 +41,13 @@ pub struct Decided {
     pub policy_version: i32,
     /// When.
     pub at: DateTime<Utc>,
+}
+
+impl Decided {
+    /// Its explanation, as stored and shown, for a decision into `city`.
+    pub fn explanation(&self, city: &CityCode) -> Explanation {
+        Explanation::of(&self.decision, city.as_str(), self.policy_version, self.at)
+    }
 }
 
 impl PolicyBook {
@@ -57,21 +67,22 @@ impl PolicyBook {
 
     /// Stores each founding city's default policy as its version 1, effective
     /// since the epoch, where the city has no policy yet; loads provinces.
-    pub async fn bootstrap(&self, conn: &impl ConnectionTrait) -> ApiResult<()> {
+    pub async fn bootstrap(&self, conn: &impl ConnectionTrait) -> AppResult<()> {
         self.reload_cities(conn).await?;
         for (code, src) in DEFAULT_POLICIES {
-            if self.province_cached(code).is_none()
-                || policy_store::latest_version(conn, code).await? > 0
+            let city = CityCode::parse("city", code).map_err(AppError::internal)?;
+            if self.province_cached(&city).is_none()
+                || policy_store::latest_version(conn, &city).await? > 0
             {
                 continue;
             }
             self.engine
                 .load(src)
-                .map_err(|d| ApiError::internal(format!("default policy of {code}: {d:?}")))?;
+                .map_err(|d| AppError::internal(format!("default policy of {code}: {d:?}")))?;
             let inserted = policy_store::insert(
                 conn,
-                policy_version::Model {
-                    city_code: code.to_owned(),
+                &PolicyVersion {
+                    city,
                     version: 1,
                     source: src.to_owned(),
                     effective_from: DateTime::<Utc>::UNIX_EPOCH,
@@ -87,7 +98,7 @@ impl PolicyBook {
         Ok(())
     }
 
-    async fn reload_cities(&self, conn: &impl ConnectionTrait) -> ApiResult<()> {
+    async fn reload_cities(&self, conn: &impl ConnectionTrait) -> AppResult<()> {
         let rows = city_store::all(conn).await?;
         if let Ok(mut p) = self.provinces.write() {
             *p = rows.into_iter().map(|c| (c.code, c.province)).collect();
@@ -95,7 +106,7 @@ impl PolicyBook {
         Ok(())
     }
 
-    fn province_cached(&self, city: &str) -> Option<String> {
+    fn province_cached(&self, city: &CityCode) -> Option<String> {
         self.provinces.read().ok()?.get(city).cloned()
     }
 
@@ -103,8 +114,8 @@ impl PolicyBook {
     pub async fn province(
         &self,
         conn: &impl ConnectionTrait,
-        city: &str,
-    ) -> ApiResult<Option<String>> {
+        city: &CityCode,
+    ) -> AppResult<Option<String>> {
         if let Some(p) = self.province_cached(city) {
             return Ok(Some(p));
         }
@@ -113,9 +124,9 @@ impl PolicyBook {
     }
 
     /// Every corridor city code, sorted.
-    pub async fn cities(&self, conn: &impl ConnectionTrait) -> ApiResult<Vec<String>> {
+    pub async fn cities(&self, conn: &impl ConnectionTrait) -> AppResult<Vec<CityCode>> {
         self.reload_cities(conn).await?;
-        let mut v: Vec<String> = self
+        let mut v: Vec<CityCode> = self
             .provinces
             .read()
             .map(|p| p.keys().cloned().collect())
@@ -124,28 +135,37 @@ impl PolicyBook {
         Ok(v)
     }
 
-    /// The target of a decision into `city`, or NOT_FOUND.
-    pub async fn target(&self, conn: &impl ConnectionTrait, city: &str) -> ApiResult<Target> {
+    /// The target of a decision into `city`; `field` names the request field
+    /// for the error when `city` is no corridor city.
+    pub async fn target(
+        &self,
+        conn: &impl ConnectionTrait,
+        city: &CityCode,
+        field: &'static str,
+    ) -> AppResult<Target> {
         let province = self
             .province(conn, city)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no corridor city {city}")))?;
+            .ok_or_else(|| AppError::UnknownCity {
+                field,
+                code: city.to_string(),
+            })?;
         Ok(Target {
-            city: city.to_owned(),
+            city: city.to_string(),
             province,
         })
     }
 
     /// A stored version, compiled (cached).
-    pub fn compiled(&self, row: &policy_version::Model) -> ApiResult<Arc<CompiledPolicy>> {
-        let key = (row.city_code.clone(), row.version);
+    pub fn compiled(&self, v: &PolicyVersion) -> AppResult<Arc<CompiledPolicy>> {
+        let key = (v.city.clone(), v.version);
         if let Some(p) = self.compiled.read().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
-        let p = Arc::new(self.engine.load(&row.source).map_err(|d| {
-            ApiError::internal(format!(
+        let p = Arc::new(self.engine.load(&v.source).map_err(|d| {
+            AppError::internal(format!(
                 "stored policy {} v{} does not compile: {d:?}",
-                row.city_code, row.version
+                v.city, v.version
             ))
         })?);
         if let Ok(mut m) = self.compiled.write() {
@@ -158,58 +178,51 @@ impl PolicyBook {
     pub async fn in_force(
         &self,
         conn: &impl ConnectionTrait,
-        city: &str,
+        city: &CityCode,
         at: DateTime<Utc>,
-    ) -> ApiResult<Option<(i32, Arc<CompiledPolicy>)>> {
+    ) -> AppResult<Option<InForce>> {
         match policy_store::in_force(conn, city, at).await? {
-            Some(row) => Ok(Some((row.version, self.compiled(&row)?))),
+            Some(v) => Ok(Some((v.version, self.compiled(&v)?))),
             None => Ok(None),
         }
     }
 
-    /// The rule's view of a stored credential.
-    pub async fn subject(
-        &self,
-        conn: &impl ConnectionTrait,
-        row: &credential::Model,
-    ) -> ApiResult<Subject> {
-        let category = Category::from_name(&row.category)
-            .ok_or_else(|| ApiError::internal(format!("bad stored category {}", row.category)))?;
+    /// The rule's view of a registered credential.
+    pub async fn subject(&self, conn: &impl ConnectionTrait, c: &Credential) -> AppResult<Subject> {
         let issuer_province = self
-            .province(conn, &row.issuer_city)
+            .province(conn, &c.issuer_city)
             .await?
             .unwrap_or_default();
+        let q = &c.qualification;
         Ok(Subject {
-            credential_id: row.id.to_string(),
-            category,
-            series: row.series.clone(),
-            level: u8::try_from(row.level).unwrap_or(0),
-            title: row.title.clone(),
-            issuer_city: row.issuer_city.clone(),
+            credential_id: c.id.to_string(),
+            category: q.category(),
+            series: q.series().to_owned(),
+            level: q.level(),
+            title: q.title().to_owned(),
+            issuer_city: c.issuer_city.to_string(),
             issuer_province,
-            issued_at: row.issued_at,
-            window: ValidityWindow {
-                from: row.valid_from,
-                until: row.valid_until,
-            },
-            status: row_status(row)?,
+            issued_at: c.issued_at,
+            window: c.window,
+            status: c.status,
         })
     }
 
-    /// Decides with the policy in force at `at` (guard rails first; with no
-    /// policy in force, REJECTED).
+    /// Decides with `policy`, the one in force (guard rails first; with no
+    /// policy in force, REJECTED). No explanation of the rules that did not
+    /// apply: for bulk decisions (matrix, simulation).
     pub fn decide_with(
         &self,
-        policy: Option<&(i32, Arc<CompiledPolicy>)>,
+        policy: Option<&InForce>,
         subject: &Subject,
         target: &Target,
         facts: &Facts,
         at: DateTime<Utc>,
-    ) -> ApiResult<Decided> {
+    ) -> AppResult<Decided> {
         let decision = self
             .engine
             .decide_in_force(policy.map(|(_, p)| p.as_ref()), subject, target, facts, at)
-            .map_err(ApiError::internal)?;
+            .map_err(AppError::internal)?;
         // A guard rail decides before any policy is consulted.
         let consulted = policy.filter(|_| decision.guard_rail.is_none());
         Ok(Decided {
@@ -229,13 +242,14 @@ impl PolicyBook {
         target: &Target,
         facts: &Facts,
         at: DateTime<Utc>,
-    ) -> ApiResult<Decided> {
-        let policy = self.in_force(conn, &target.city, at).await?;
+    ) -> AppResult<Decided> {
+        let city = CityCode::parse("target_city", &target.city).map_err(AppError::internal)?;
+        let policy = self.in_force(conn, &city, at).await?;
         let mut d = self.decide_with(policy.as_ref(), subject, target, facts, at)?;
         if let Some((_, p)) = &policy {
             self.engine
                 .explain_not_applied(p, &mut d.decision, subject, target, facts, at)
-                .map_err(ApiError::internal)?;
+                .map_err(AppError::internal)?;
         }
         Ok(d)
     }

@@ -1,22 +1,22 @@
 //! Sample data for `corridor --dev serve`: a few credentials issued through
-//! the real `IssueCredential` handler (with development tokens), so that a
-//! first run has something to list and verify. Idempotent: the request ids
-//! are fixed, so restarting does not issue them again.
+//! the same use case as IssueCredential, so that a first run has something
+//! to list and verify. Idempotent: the request ids are fixed, so restarting
+//! does not issue them again.
 
-use chrono::Utc;
+use corridor_domain::RequestId;
+use corridor_domain::caller::{Caller, Role};
+use corridor_domain::city::CityCode;
 use corridor_domain::holder::NationalId;
-use corridor_proto::v1;
-use corridor_proto::v1::credential_service_server::CredentialService;
+use corridor_domain::qualification::{Category, Qualification};
 
-use crate::api::credentials::Credentials;
-use crate::config::{Settings, dev_identity_minter};
+use crate::app::credentials::IssueCredential;
 use crate::state::AppState;
 
 /// (city, category, series, level, title, holder name, first 17 ID digits).
-const SAMPLES: [(&str, v1::QualificationCategory, &str, i32, &str, &str, &str); 3] = [
+const SAMPLES: [(&str, Category, &str, i32, &str, &str, &str); 3] = [
     (
         "hangzhou",
-        v1::QualificationCategory::ProfessionalTitle,
+        Category::ProfessionalTitle,
         "engineering",
         4,
         "高级工程师",
@@ -25,7 +25,7 @@ const SAMPLES: [(&str, v1::QualificationCategory, &str, i32, &str, &str, &str); 
     ),
     (
         "hefei",
-        v1::QualificationCategory::SkillLevel,
+        Category::SkillLevel,
         "electrician",
         5,
         "技师",
@@ -34,7 +34,7 @@ const SAMPLES: [(&str, v1::QualificationCategory, &str, i32, &str, &str, &str); 
     ),
     (
         "suzhou",
-        v1::QualificationCategory::ForeignWorkPermit,
+        Category::ForeignWorkPermit,
         "foreign-expert",
         3,
         "外国高端人才（A类）",
@@ -44,43 +44,36 @@ const SAMPLES: [(&str, v1::QualificationCategory, &str, i32, &str, &str, &str); 
 ];
 
 /// Issues the sample credentials unless already issued.
-pub async fn seed(state: &AppState, settings: &Settings) -> anyhow::Result<()> {
-    let handler = Credentials::new(state.clone());
-    let (minter, _) = dev_identity_minter(&settings.identity.audience);
+pub async fn seed(state: &AppState) -> anyhow::Result<()> {
     for (i, (city, category, series, level, title, name, id17)) in SAMPLES.into_iter().enumerate() {
-        let token = minter.mint(
-            "dev-sample-seeder",
-            Some(city),
-            &["issuer"],
-            Utc::now(),
-            chrono::Duration::minutes(1),
-        )?;
-        let national_id =
+        let city = CityCode::parse("city", city)?;
+        let caller = Caller {
+            subject: "dev-sample-seeder".into(),
+            city: Some(city.clone()),
+            roles: vec![Role::Issuer],
+        };
+        let id =
             NationalId::with_check_digit(id17).ok_or_else(|| anyhow::anyhow!("bad sample id"))?;
-        let mut req = tonic::Request::new(v1::IssueCredentialRequest {
-            request_id: format!("dev-sample-{i}"),
-            issuer_city: city.to_owned(),
-            qualification: Some(v1::Qualification {
-                category: category.into(),
-                series: series.to_owned(),
+        let cmd = IssueCredential {
+            request_id: RequestId::parse(&format!("dev-sample-{i}"))?,
+            issuer_city: city.clone(),
+            qualification: Qualification::parse(
+                "qualification",
+                Some(category),
+                series,
                 level,
-                title: title.to_owned(),
-            }),
+                title,
+            )?,
             holder_name: name.to_owned(),
-            holder_national_id: national_id,
+            national_id: NationalId::parse("holder_national_id", &id)?,
             valid_from: None,
             valid_until: None,
-        });
-        req.metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse()?);
-        let c = handler
-            .issue_credential(req)
+        };
+        let c = state
+            .issue_credential(&caller, cmd)
             .await
-            .map_err(|s| anyhow::anyhow!("sample issuance failed: {s}"))?
-            .into_inner()
-            .credential
-            .ok_or_else(|| anyhow::anyhow!("no credential"))?;
-        tracing::info!(id = %c.id, city, "sample credential");
+            .map_err(|e| anyhow::anyhow!("sample issuance failed: {e}"))?;
+        tracing::info!(id = %c.id, city = %city, "sample credential");
     }
     Ok(())
 }

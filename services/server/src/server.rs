@@ -13,26 +13,15 @@ use corridor_proto::v1::recognition_service_server::RecognitionServiceServer;
 use corridor_proto::v1::verification_service_server::VerificationServiceServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 
 use crate::api::city_registry::CityRegistry;
 use crate::api::credentials::Credentials;
 use crate::api::policy::Policies;
 use crate::api::recognition::Recognitions;
-use crate::api::verification::Verification;
+use crate::api::verification::Verifier;
 use crate::config::Limits;
 use crate::state::AppState;
-
-/// The connections accepted on `listener`, with `TCP_NODELAY` set.
-///
-/// Why: a unary gRPC answer leaves in two writes (headers and message, then
-/// the trailers). With Nagle's algorithm on, the second small write waits
-/// until the client ACKs the first, and clients delay their ACKs by about
-/// 40 ms: every call that did real work took 44 ms. Every listener this
-/// server opens goes through here.
-pub fn incoming(listener: TcpListener) -> TcpIncoming {
-    TcpIncoming::from(listener).with_nodelay(Some(true))
-}
+use crate::transport::{incoming, remap_decode_errors};
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains
 /// in-flight requests.
@@ -59,7 +48,7 @@ pub async fn serve(
     let credentials = CredentialServiceServer::new(Credentials::new(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max * 4);
-    let verification = VerificationServiceServer::new(Verification::new(state.clone()))
+    let verification = VerificationServiceServer::new(Verifier::new(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max * 4);
 
@@ -82,7 +71,7 @@ pub async fn serve(
         .set_serving::<CredentialServiceServer<Credentials>>()
         .await;
     health_reporter
-        .set_serving::<VerificationServiceServer<Verification>>()
+        .set_serving::<VerificationServiceServer<Verifier>>()
         .await;
 
     tracing::info!(addr = %listener.local_addr()?, "serving g60.talent.v1");
@@ -93,6 +82,7 @@ pub async fn serve(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             limits.max_concurrent_requests,
         ))
+        .layer(tower::util::MapResponseLayer::new(remap_decode_errors))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

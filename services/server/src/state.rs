@@ -1,4 +1,4 @@
-//! The state every handler shares, and how it is built from [`Settings`].
+//! The state every use case shares, and how it is built from [`Settings`].
 
 use std::sync::Arc;
 
@@ -9,11 +9,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::Settings;
 use crate::keyring::Keyring;
+use crate::paging::PageTokens;
 use crate::policy_book::PolicyBook;
 use crate::store;
 use crate::store::audit::AuditWriter;
 
-/// Shared, cheaply clonable state.
+/// Shared, cheaply clonable state. The use cases (`app/`) are its methods.
 #[derive(Clone, Debug)]
 pub struct AppState {
     inner: Arc<Inner>,
@@ -25,7 +26,7 @@ pub struct Inner {
     /// The connection pool.
     pub db: DatabaseConnection,
     /// Issuer keys.
-    pub keyring: Keyring,
+    pub keyring: Arc<Keyring>,
     /// National-ID hasher.
     pub hasher: HolderHasher,
     /// Identity-token verifier.
@@ -38,6 +39,10 @@ pub struct Inner {
     pub holder_throttle: crate::throttle::HolderThrottle,
     /// Background audit writer for verifications.
     pub audit: AuditWriter,
+    /// Signs and checks page tokens.
+    pub page_tokens: PageTokens,
+    /// The time the use cases see.
+    pub clock: crate::clock::Clock,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,14 +69,14 @@ impl AppState {
         db: DatabaseConnection,
         settings: &Settings,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
-        let keyring = Keyring::new(settings.kek()?);
-        let codes: Vec<String> = store::cities::all(&db)
+        let keyring = Arc::new(Keyring::new(settings.kek()?));
+        let cities: Vec<_> = store::cities::all(&db)
             .await?
             .into_iter()
             .map(|c| c.code)
             .collect();
         keyring
-            .bootstrap(&db, &codes)
+            .bootstrap(&db, &cities)
             .await
             .map_err(|e| anyhow::anyhow!("creating issuer keys: {e}"))?;
         let policies = PolicyBook::new()?;
@@ -80,19 +85,22 @@ impl AppState {
             .await
             .map_err(|e| anyhow::anyhow!("loading default policies: {e}"))?;
         let (audit, audit_task) = AuditWriter::spawn(db.clone());
+        tokio::spawn(Keyring::refresh_loop(Arc::downgrade(&keyring), db.clone()));
+        let hasher = settings.holder_hasher()?;
         let state = Self {
             inner: Arc::new(Inner {
+                page_tokens: PageTokens::derived_from(&settings.page_token_secret()?)?,
                 db,
                 keyring,
-                hasher: settings.holder_hasher()?,
+                hasher,
                 identity: settings.identity_verifier()?,
                 policies,
                 holder_throttle: Default::default(),
                 callers: Default::default(),
                 audit,
+                clock: crate::clock::Clock::default(),
             }),
         };
-        tokio::spawn(Keyring::refresh_loop(Arc::downgrade(&state.inner)));
         Ok((state, audit_task))
     }
 }

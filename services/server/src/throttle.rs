@@ -1,22 +1,17 @@
-//! Throttling of failed holder checks.
+//! Counting failed holder checks, per replica.
 //!
-//! A holder check answers "is this national ID the holder's?". National ID
-//! numbers have little entropy once a birth date and region are known, so an
-//! unthrottled check would let a verifier find a holder's number by trying
-//! candidates against one credential. Each replica therefore allows at most
-//! [`MAX_FAILURES`] failed holder checks per (caller, credential) per
-//! [`WINDOW`]; after that, holder checks of that pair are refused with
-//! RESOURCE_EXHAUSTED until the window passes. Failed checks are also in the
-//! audit trail (`failed_checks` of `credential.verified`).
+//! The rule (how many failures per window, and why) is the domain's
+//! (`corridor_domain::verify::holder_check_allowed`); this module only
+//! keeps the counts. After the limit, holder checks of that (caller,
+//! credential) are refused with RESOURCE_EXHAUSTED until the window passes.
+//! Failed checks are also in the audit trail (`failed_checks` of
+//! `credential.verified`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-/// Failed holder checks allowed per (caller, credential) and window.
-pub const MAX_FAILURES: u32 = 5;
-/// The window.
-pub const WINDOW: Duration = Duration::from_secs(600);
+use corridor_domain::verify::{THROTTLE_WINDOW as WINDOW, holder_check_allowed};
 /// Entries kept before old windows are swept.
 const SWEEP_AT: usize = 100_000;
 
@@ -33,7 +28,7 @@ impl HolderThrottle {
             return false;
         };
         match map.get(&(caller.to_owned(), credential)) {
-            Some((n, since)) => *n < MAX_FAILURES || since.elapsed() >= WINDOW,
+            Some((n, since)) => holder_check_allowed(*n, since.elapsed()),
             None => true,
         }
     }
@@ -59,6 +54,7 @@ impl HolderThrottle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corridor_domain::verify::MAX_HOLDER_FAILURES as MAX_FAILURES;
 
     #[test]
     fn five_failures_then_refused() {

@@ -1,15 +1,19 @@
-//! Conversions between stored rows, domain types and API messages.
+//! Conversions between API messages and the use cases' commands and records.
+//! Parsing functions return every violation of their field(s).
 
 use chrono::{DateTime, Utc};
 use corridor_domain::Violations;
-use corridor_domain::credential::Status;
-use corridor_domain::keys::IssuerVerifyingKey;
+use corridor_domain::credential::{Credential, Status};
+use corridor_domain::error::Collector;
 use corridor_domain::qualification::{Category, Qualification};
+use corridor_domain::recognition::RecognitionStatus;
+use corridor_policy::{Diagnostic, Explanation, Facts, Outcome};
 use corridor_proto::v1;
 use prost_types::Timestamp;
 
-use crate::error::{ApiError, ApiResult};
-use crate::store::entities::credential;
+use crate::app::policy::PolicyView;
+use crate::app::registry::PublishedKey;
+use crate::store::recognitions::Recognition;
 
 /// A protobuf timestamp of `t`.
 pub fn ts(t: DateTime<Utc>) -> Timestamp {
@@ -41,6 +45,16 @@ pub fn category_from_api(v: i32) -> Option<Category> {
         v1::QualificationCategory::TalentTier => Some(Category::TalentTier),
         v1::QualificationCategory::ForeignWorkPermit => Some(Category::ForeignWorkPermit),
     }
+}
+
+/// An optional category filter: 0 is none, an unknown value a violation.
+pub fn category_filter(field: &str, v: i32) -> Result<Option<Category>, Violations> {
+    if v == 0 {
+        return Ok(None);
+    }
+    category_from_api(v)
+        .map(Some)
+        .ok_or_else(|| Violations::one(field, "unknown category"))
 }
 
 /// The API enum value of a domain category.
@@ -99,49 +113,31 @@ pub fn qualification_to_api(q: &Qualification) -> v1::Qualification {
     }
 }
 
-/// The stored status of a row.
-pub fn row_status(row: &credential::Model) -> ApiResult<Status> {
-    Status::from_name(&row.status)
-        .ok_or_else(|| ApiError::internal(format!("bad stored status {}", row.status)))
-}
-
-/// The API form of a stored credential's qualification.
-pub fn row_qualification(row: &credential::Model) -> ApiResult<v1::Qualification> {
-    let category = Category::from_name(&row.category)
-        .ok_or_else(|| ApiError::internal(format!("bad stored category {}", row.category)))?;
-    Ok(v1::Qualification {
-        category: category_to_api(category).into(),
-        series: row.series.clone(),
-        level: row.level,
-        title: row.title.clone(),
-    })
-}
-
-/// The API form of a stored credential.
-pub fn credential_to_api(row: &credential::Model) -> ApiResult<v1::Credential> {
-    Ok(v1::Credential {
-        id: row.id.to_string(),
-        issuer_city: row.issuer_city.clone(),
-        qualification: Some(row_qualification(row)?),
-        holder_name: row.holder_name.clone(),
-        valid_from: Some(ts(row.valid_from)),
-        valid_until: row.valid_until.map(ts),
-        status: status_to_api(row_status(row)?).into(),
-        status_reason: row.status_reason.clone().unwrap_or_default(),
-        kid: row.kid.clone(),
-        token: row.token.clone(),
-        issue_time: Some(ts(row.issued_at)),
-        update_time: Some(ts(row.updated_at)),
-        issued_by: row.issued_by.clone(),
-    })
+/// The API form of a registered credential.
+pub fn credential_to_api(c: &Credential) -> v1::Credential {
+    v1::Credential {
+        id: c.id.to_string(),
+        issuer_city: c.issuer_city.to_string(),
+        qualification: Some(qualification_to_api(&c.qualification)),
+        holder_name: c.holder_name.clone(),
+        valid_from: Some(ts(c.window.from)),
+        valid_until: c.window.until.map(ts),
+        status: status_to_api(c.status).into(),
+        status_reason: c.status_reason.clone().unwrap_or_default(),
+        kid: c.kid.clone(),
+        token: c.token.clone(),
+        issue_time: Some(ts(c.issued_at)),
+        update_time: Some(ts(c.updated_at)),
+        issued_by: c.issued_by.clone(),
+    }
 }
 
 /// The API form of an issuer key.
-pub fn issuer_key_to_api(k: &IssuerVerifyingKey) -> v1::IssuerKey {
+pub fn published_key_to_api(k: &PublishedKey) -> v1::IssuerKey {
     v1::IssuerKey {
         kid: k.kid.clone(),
         city: k.city.to_string(),
-        x: k.x(),
+        x: k.x.clone(),
         status: if k.not_after.is_some() {
             v1::IssuerKeyStatus::Retired
         } else {
@@ -153,8 +149,170 @@ pub fn issuer_key_to_api(k: &IssuerVerifyingKey) -> v1::IssuerKey {
     }
 }
 
-/// Parses a credential id.
+/// An optional field: empty is `None`, anything else must parse.
+pub fn optional<T>(
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, Violations>,
+) -> Result<Option<T>, Violations> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        parse(raw).map(Some)
+    }
+}
+
+/// Parses an id (a UUID).
 pub fn parse_id(field: &str, raw: &str) -> Result<uuid::Uuid, Violations> {
-    uuid::Uuid::parse_str(raw.trim())
-        .map_err(|_| Violations::one(field, "must be a credential id (a UUID)"))
+    uuid::Uuid::parse_str(raw.trim()).map_err(|_| Violations::one(field, "must be a UUID"))
+}
+
+/// Parses API facts, checking ranges.
+pub fn facts_from_api(f: Option<&v1::RecognitionFacts>) -> Result<Facts, Violations> {
+    let Some(f) = f else {
+        return Ok(Facts::default());
+    };
+    let mut errs = Collector::default();
+    if f.local_social_insurance_months
+        .is_some_and(|m| !(0..=1200).contains(&m))
+    {
+        errs.push("facts.local_social_insurance_months", "must be 0 to 1200");
+    }
+    if f.years_of_experience
+        .is_some_and(|y| !(0..=80).contains(&y))
+    {
+        errs.push("facts.years_of_experience", "must be 0 to 80");
+    }
+    errs.finish()?;
+    Ok(Facts {
+        local_social_insurance_months: f.local_social_insurance_months.map(i64::from),
+        local_employer_registered: f.local_employer_registered,
+        years_of_experience: f.years_of_experience.map(i64::from),
+        holds_local_license: f.holds_local_license,
+        civil_servant: f.civil_servant,
+    })
+}
+
+/// The API form of facts.
+pub fn facts_to_api(f: &Facts) -> v1::RecognitionFacts {
+    v1::RecognitionFacts {
+        local_social_insurance_months: f
+            .local_social_insurance_months
+            .and_then(|m| i32::try_from(m).ok()),
+        local_employer_registered: f.local_employer_registered,
+        years_of_experience: f.years_of_experience.and_then(|y| i32::try_from(y).ok()),
+        holds_local_license: f.holds_local_license,
+        civil_servant: f.civil_servant,
+    }
+}
+
+/// The API enum of an outcome.
+pub fn outcome_to_api(o: Outcome) -> v1::RecognitionOutcome {
+    match o {
+        Outcome::Recognized => v1::RecognitionOutcome::Recognized,
+        Outcome::Conditional => v1::RecognitionOutcome::Conditional,
+        Outcome::Downgraded => v1::RecognitionOutcome::Downgraded,
+        Outcome::Referred => v1::RecognitionOutcome::Referred,
+        Outcome::Rejected => v1::RecognitionOutcome::Rejected,
+    }
+}
+
+/// The API enum of a recognition status.
+pub fn recognition_status_to_api(s: RecognitionStatus) -> v1::RecognitionStatus {
+    match s {
+        RecognitionStatus::Open => v1::RecognitionStatus::Open,
+        RecognitionStatus::Decided => v1::RecognitionStatus::Decided,
+        RecognitionStatus::Suspended { .. } => v1::RecognitionStatus::Suspended,
+        RecognitionStatus::Void => v1::RecognitionStatus::Void,
+    }
+}
+
+/// A recognition status filter: its stored name (`None` for unspecified).
+pub fn recognition_status_filter(v: i32) -> Result<Option<&'static str>, Violations> {
+    match v1::RecognitionStatus::try_from(v) {
+        Ok(v1::RecognitionStatus::Unspecified) => Ok(None),
+        Ok(v1::RecognitionStatus::Open) => Ok(Some("open")),
+        Ok(v1::RecognitionStatus::Decided) => Ok(Some("decided")),
+        Ok(v1::RecognitionStatus::Suspended) => Ok(Some("suspended")),
+        Ok(v1::RecognitionStatus::Void) => Ok(Some("void")),
+        Err(_) => Err(Violations::one("status", "unknown status")),
+    }
+}
+
+/// The API form of an explanation.
+pub fn explanation_to_api(e: &Explanation) -> v1::RecognitionExplanation {
+    v1::RecognitionExplanation {
+        policy_city: e.policy_city.clone(),
+        policy_version: e.policy_version,
+        deciding_rules: e.deciding_rules.clone(),
+        matched_rules: e.matched_rules.clone(),
+        unmet_conditions: e.unmet_conditions.clone(),
+        met_conditions: e.met_conditions.clone(),
+        reason: e.reason.clone(),
+        evaluation_errors: e.evaluation_errors.clone(),
+        decision_time: Some(ts(e.decision_time)),
+        rules_not_applied: e
+            .rules_not_applied
+            .iter()
+            .map(|r| v1::RuleNotApplied {
+                rule_id: r.rule_id.clone(),
+                failed_condition: r.failed_condition.clone(),
+                other_category: r.other_category,
+            })
+            .collect(),
+        unmet: e
+            .unmet
+            .iter()
+            .map(|u| v1::UnmetCondition {
+                fact: u.fact.clone(),
+                comparison: u.comparison.clone(),
+                threshold: u.threshold.clone(),
+                given: u.given.clone(),
+                condition: u.condition.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The API form of a recorded recognition.
+pub fn recognition_to_api(r: &Recognition, q: Option<&Qualification>) -> v1::Recognition {
+    v1::Recognition {
+        id: r.id.to_string(),
+        credential_id: r.credential_id.to_string(),
+        source_city: r.source_city.to_string(),
+        target_city: r.target_city.to_string(),
+        qualification: q.map(qualification_to_api),
+        outcome: outcome_to_api(r.outcome).into(),
+        mapped_level: r.mapped_level.map_or(0, i32::from),
+        facts: Some(facts_to_api(&r.facts)),
+        explanation: Some(explanation_to_api(&r.explanation)),
+        status: recognition_status_to_api(r.status).into(),
+        attestation: r.attestation.clone(),
+        decide_time: Some(ts(r.decided_at)),
+        update_time: Some(ts(r.updated_at)),
+        decided_by: r.decided_by.clone(),
+    }
+}
+
+/// The API form of a policy version.
+pub fn policy_to_api(p: &PolicyView) -> v1::PolicyVersion {
+    let v = &p.version;
+    v1::PolicyVersion {
+        city: v.city.to_string(),
+        version: v.version,
+        source: v.source.clone(),
+        effective_from: Some(ts(v.effective_from)),
+        publish_time: Some(ts(v.published_at)),
+        published_by: v.published_by.clone(),
+        rule_ids: p.rule_ids.clone(),
+    }
+}
+
+/// The API form of a policy diagnostic.
+pub fn diagnostic_to_api(d: &Diagnostic) -> v1::PolicyDiagnostic {
+    v1::PolicyDiagnostic {
+        line: d.line,
+        column: d.column,
+        rule_id: d.rule_id.clone().unwrap_or_default(),
+        message: d.message.clone(),
+    }
 }

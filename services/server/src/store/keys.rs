@@ -1,43 +1,99 @@
-//! Repository of `issuer_keys`.
+//! Repository of `issuer_keys`: rows in and out as typed [`IssuerKeyRecord`]s.
 
 use chrono::{DateTime, Utc};
+use corridor_domain::city::CityCode;
+use corridor_domain::keys::IssuerVerifyingKey;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 
+use super::corrupt;
 use super::entities::issuer_key::{self, Column, Entity};
 
 /// Status value of the current key.
-pub const CURRENT: &str = "current";
+const CURRENT: &str = "current";
 /// Status value of a retired key.
-pub const RETIRED: &str = "retired";
+const RETIRED: &str = "retired";
 
-/// Every key of every city.
-pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<issuer_key::Model>, DbErr> {
-    Entity::find().all(conn).await
+/// A city key as stored: the public half in clear, the private half sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerKeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// Owning city.
+    pub city: CityCode,
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// `nonce || ChaCha20-Poly1305(seed)` under the KEK, kid as AAD.
+    pub sealed_private_key: Vec<u8>,
+    /// The city's current signing key (else retired).
+    pub current: bool,
+    /// Start of the signing window.
+    pub not_before: DateTime<Utc>,
+    /// End of the signing window (retirement).
+    pub not_after: Option<DateTime<Utc>>,
 }
 
-/// One key by kid.
-pub async fn by_kid(
-    conn: &impl ConnectionTrait,
-    kid: &str,
-) -> Result<Option<issuer_key::Model>, DbErr> {
-    Entity::find_by_id(kid.to_owned()).one(conn).await
+impl IssuerKeyRecord {
+    /// The public key, ready to verify.
+    pub fn verifying(&self) -> IssuerVerifyingKey {
+        IssuerVerifyingKey::from_public(
+            self.kid.clone(),
+            self.city.clone(),
+            self.public_key,
+            self.not_before,
+            self.not_after,
+        )
+    }
+}
+
+fn record(m: issuer_key::Model) -> Result<IssuerKeyRecord, DbErr> {
+    let what = || format!("issuer key {}", m.kid);
+    let public_key: [u8; 32] = m
+        .public_key
+        .as_slice()
+        .try_into()
+        .map_err(|_| corrupt(what()))?;
+    let current = match m.status.as_str() {
+        CURRENT => true,
+        RETIRED => false,
+        _ => return Err(corrupt(what())),
+    };
+    Ok(IssuerKeyRecord {
+        city: CityCode::parse("city", &m.city_code).map_err(|_| corrupt(what()))?,
+        kid: m.kid,
+        public_key,
+        sealed_private_key: m.sealed_private_key,
+        current,
+        not_before: m.not_before,
+        not_after: m.not_after,
+    })
+}
+
+fn records(rows: Vec<issuer_key::Model>) -> Result<Vec<IssuerKeyRecord>, DbErr> {
+    rows.into_iter().map(record).collect()
+}
+
+/// Every key of every city.
+pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<IssuerKeyRecord>, DbErr> {
+    records(Entity::find().all(conn).await?)
 }
 
 /// A city's keys: current first, then retired newest first.
 pub async fn for_city(
     conn: &impl ConnectionTrait,
-    city: &str,
-) -> Result<Vec<issuer_key::Model>, DbErr> {
-    Entity::find()
-        .filter(Column::CityCode.eq(city))
-        .order_by_asc(Column::Status)
-        .order_by_desc(Column::NotBefore)
-        .all(conn)
-        .await
+    city: &CityCode,
+) -> Result<Vec<IssuerKeyRecord>, DbErr> {
+    records(
+        Entity::find()
+            .filter(Column::CityCode.eq(city.as_str()))
+            .order_by_asc(Column::Status)
+            .order_by_desc(Column::NotBefore)
+            .all(conn)
+            .await?,
+    )
 }
 
 /// How [`current`] locks the key row until the end of the transaction
@@ -55,11 +111,11 @@ pub enum Lock {
 /// The current key of a city.
 pub async fn current(
     conn: &impl ConnectionTrait,
-    city: &str,
+    city: &CityCode,
     lock: Lock,
-) -> Result<Option<issuer_key::Model>, DbErr> {
+) -> Result<Option<IssuerKeyRecord>, DbErr> {
     let mut q = Entity::find()
-        .filter(Column::CityCode.eq(city))
+        .filter(Column::CityCode.eq(city.as_str()))
         .filter(Column::Status.eq(CURRENT));
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         q = match lock {
@@ -68,26 +124,22 @@ pub async fn current(
             Lock::Update => q.lock_exclusive(),
         };
     }
-    q.one(conn).await
+    q.one(conn).await?.map(record).transpose()
 }
 
 /// Inserts a new current key unless the city already has one (another
 /// replica won the race). Returns whether it was inserted.
 pub async fn insert_current_if_none(
     conn: &impl ConnectionTrait,
-    kid: String,
-    city: String,
-    public_key: Vec<u8>,
-    sealed: Vec<u8>,
-    now: DateTime<Utc>,
+    key: &IssuerKeyRecord,
 ) -> Result<bool, DbErr> {
     let am = issuer_key::ActiveModel {
-        kid: Set(kid),
-        city_code: Set(city),
-        public_key: Set(public_key),
-        sealed_private_key: Set(sealed),
+        kid: Set(key.kid.clone()),
+        city_code: Set(key.city.to_string()),
+        public_key: Set(key.public_key.to_vec()),
+        sealed_private_key: Set(key.sealed_private_key.clone()),
         status: Set(CURRENT.to_owned()),
-        not_before: Set(now),
+        not_before: Set(key.not_before),
         not_after: Set(None),
     };
     // No conflict target: any unique violation (the partial index on the

@@ -1,6 +1,9 @@
 //! Storage: the database connection and the repository functions, one
 //! module per table. Everything above this module talks to the database only
-//! through these functions, so a newcomer finds every query here.
+//! through these functions, so a newcomer finds every query here. Records
+//! come out typed (the domain's `Credential`, [`recognitions::Recognition`],
+//! [`keys::IssuerKeyRecord`], ...): a row that breaks the domain's rules is
+//! a database error ("corrupt row"), never a half-parsed value.
 
 pub mod audit;
 pub mod cities;
@@ -16,6 +19,11 @@ use std::time::Duration;
 use corridor_migrations::Migrator;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
+
+/// The error of a row that does not parse into its record.
+pub(crate) fn corrupt(what: String) -> DbErr {
+    DbErr::Custom(format!("corrupt row: {what}"))
+}
 
 /// Opens a connection pool. SQLite (the zero-setup dev database) gets a
 /// single connection: SQLite serializes writers anyway, and one connection

@@ -1,115 +1,209 @@
-//! Repository of `recognitions`, including the cascade from credential
-//! status changes.
+//! Repository of `recognitions`: rows in and out as typed [`Recognition`]
+//! records, and the cascade from credential status changes.
 
 use chrono::{DateTime, Utc};
+use corridor_domain::city::CityCode;
+use corridor_domain::recognition::{Cascade, RecognitionStatus};
+use corridor_policy::{Explanation, Facts, Outcome};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
 };
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::corrupt;
 use super::entities::recognition::{self, Column, Entity};
 
-/// Status names.
-pub mod status {
-    /// CONDITIONAL, waiting for facts.
-    pub const OPEN: &str = "open";
-    /// Final.
-    pub const DECIDED: &str = "decided";
-    /// Source credential suspended.
-    pub const SUSPENDED: &str = "suspended";
-    /// Source credential revoked.
-    pub const VOID: &str = "void";
+/// A recorded recognition decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recognition {
+    /// Recognition id (UUIDv7).
+    pub id: Uuid,
+    /// Source credential.
+    pub credential_id: Uuid,
+    /// Its issuing city.
+    pub source_city: CityCode,
+    /// The receiving city.
+    pub target_city: CityCode,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// The mapped local level.
+    pub mapped_level: Option<u8>,
+    /// The facts the decision used.
+    pub facts: Facts,
+    /// Why.
+    pub explanation: Explanation,
+    /// The deciding policy version (0: a guard rail decided).
+    pub policy_version: i32,
+    /// Where it stands.
+    pub status: RecognitionStatus,
+    /// The target city's signed attestation.
+    pub attestation: String,
+    /// Subject of the caller who asked.
+    pub decided_by: String,
+    /// First decision.
+    pub decided_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+fn record(m: recognition::Model) -> Result<Recognition, DbErr> {
+    let what = || format!("recognition {}", m.id);
+    let city = |c: &str| CityCode::parse("city", c).map_err(|_| corrupt(what()));
+    Ok(Recognition {
+        id: m.id,
+        credential_id: m.credential_id,
+        source_city: city(&m.source_city)?,
+        target_city: city(&m.target_city)?,
+        outcome: Outcome::from_name(&m.outcome).ok_or_else(|| corrupt(what()))?,
+        mapped_level: m
+            .mapped_level
+            .map(|l| u8::try_from(l).map_err(|_| corrupt(what())))
+            .transpose()?,
+        facts: serde_json::from_str(&m.facts).map_err(|_| corrupt(what()))?,
+        explanation: serde_json::from_str(&m.explanation).map_err(|_| corrupt(what()))?,
+        policy_version: m.policy_version,
+        status: RecognitionStatus::from_stored(&m.status, m.suspended_from.as_deref())
+            .ok_or_else(|| corrupt(what()))?,
+        attestation: m.attestation,
+        decided_by: m.decided_by,
+        decided_at: m.decided_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn active(r: &Recognition) -> Result<recognition::ActiveModel, DbErr> {
+    let json_err = |e: serde_json::Error| DbErr::Custom(e.to_string());
+    Ok(recognition::ActiveModel {
+        id: Set(r.id),
+        credential_id: Set(r.credential_id),
+        source_city: Set(r.source_city.to_string()),
+        target_city: Set(r.target_city.to_string()),
+        outcome: Set(r.outcome.as_str().to_owned()),
+        mapped_level: Set(r.mapped_level.map(i32::from)),
+        facts: Set(serde_json::to_string(&r.facts).map_err(json_err)?),
+        explanation: Set(serde_json::to_string(&r.explanation).map_err(json_err)?),
+        policy_version: Set(r.policy_version),
+        status: Set(r.status.as_str().to_owned()),
+        suspended_from: Set(r.status.suspended_from().map(str::to_owned)),
+        attestation: Set(r.attestation.clone()),
+        decided_by: Set(r.decided_by.clone()),
+        decided_at: Set(r.decided_at),
+        updated_at: Set(r.updated_at),
+    })
 }
 
 /// Inserts a recognition.
-pub async fn insert(conn: &impl ConnectionTrait, r: recognition::Model) -> Result<(), DbErr> {
-    Entity::insert(active(r))
+pub async fn insert(conn: &impl ConnectionTrait, r: &Recognition) -> Result<(), DbErr> {
+    Entity::insert(active(r)?)
         .exec_without_returning(conn)
         .await?;
     Ok(())
 }
 
-fn active(r: recognition::Model) -> recognition::ActiveModel {
-    recognition::ActiveModel {
-        id: Set(r.id),
-        credential_id: Set(r.credential_id),
-        source_city: Set(r.source_city),
-        target_city: Set(r.target_city),
-        outcome: Set(r.outcome),
-        mapped_level: Set(r.mapped_level),
-        facts: Set(r.facts),
-        explanation: Set(r.explanation),
-        policy_version: Set(r.policy_version),
-        status: Set(r.status),
-        suspended_from: Set(r.suspended_from),
-        attestation: Set(r.attestation),
-        decided_by: Set(r.decided_by),
-        decided_at: Set(r.decided_at),
-        updated_at: Set(r.updated_at),
-    }
-}
-
 /// Replaces a recognition's decision (re-decision after new facts).
-pub async fn update(conn: &impl ConnectionTrait, r: recognition::Model) -> Result<(), DbErr> {
-    Entity::update(active(r)).exec(conn).await?;
+pub async fn update(conn: &impl ConnectionTrait, r: &Recognition) -> Result<(), DbErr> {
+    Entity::update(active(r)?).exec(conn).await?;
     Ok(())
 }
 
 /// One recognition.
-pub async fn get(
-    conn: &impl ConnectionTrait,
-    id: Uuid,
-) -> Result<Option<recognition::Model>, DbErr> {
-    Entity::find_by_id(id).one(conn).await
+pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Recognition>, DbErr> {
+    Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .map(record)
+        .transpose()
 }
 
 /// One recognition, row-locked for the transaction (Postgres).
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: Uuid,
-) -> Result<Option<recognition::Model>, DbErr> {
+) -> Result<Option<Recognition>, DbErr> {
     let mut q = Entity::find_by_id(id);
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         q = q.lock_exclusive();
     }
-    q.one(conn).await
+    q.one(conn).await?.map(record).transpose()
 }
 
 /// The latest recognition of `credential` into `city`.
 pub async fn latest_for(
     conn: &impl ConnectionTrait,
     credential: Uuid,
-    city: &str,
-) -> Result<Option<recognition::Model>, DbErr> {
+    city: &CityCode,
+) -> Result<Option<Recognition>, DbErr> {
     Entity::find()
         .filter(Column::CredentialId.eq(credential))
-        .filter(Column::TargetCity.eq(city))
+        .filter(Column::TargetCity.eq(city.as_str()))
         .order_by_desc(Column::DecidedAt)
         .order_by_desc(Column::Id)
         .one(conn)
-        .await
+        .await?
+        .map(record)
+        .transpose()
+}
+
+/// The facts of the latest recognition into `city` of each of `credentials`
+/// that has one (a policy simulation replays them).
+pub async fn latest_facts_for(
+    conn: &impl ConnectionTrait,
+    credentials: &[Uuid],
+    city: &CityCode,
+) -> Result<std::collections::HashMap<Uuid, Facts>, DbErr> {
+    if credentials.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = Entity::find()
+        .filter(Column::CredentialId.is_in(credentials.iter().copied()))
+        .filter(Column::TargetCity.eq(city.as_str()))
+        .order_by_asc(Column::CredentialId)
+        .order_by_desc(Column::DecidedAt)
+        .order_by_desc(Column::Id)
+        .all(conn)
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    for m in rows {
+        if out.contains_key(&m.credential_id) {
+            continue;
+        }
+        let facts: Facts =
+            serde_json::from_str(&m.facts).map_err(|_| corrupt(format!("recognition {}", m.id)))?;
+        out.insert(m.credential_id, facts);
+    }
+    Ok(out)
 }
 
 /// Filters of a listing.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Target city.
-    pub target_city: Option<String>,
+    pub target_city: Option<CityCode>,
     /// Source credential.
     pub credential_id: Option<Uuid>,
-    /// Status name.
-    pub status: Option<String>,
+    /// Stored status name.
+    pub status: Option<&'static str>,
+}
+
+/// Where the previous page ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Decision time of the last row.
+    pub decided_at: DateTime<Utc>,
+    /// Id of the last row.
+    pub id: Uuid,
 }
 
 /// Lists newest first (decided_at, id), strictly after `after`.
 pub async fn list(
     conn: &impl ConnectionTrait,
     f: &Filter,
-    after: Option<(DateTime<Utc>, Uuid)>,
+    after: Option<Cursor>,
     limit: u64,
-) -> Result<Vec<recognition::Model>, DbErr> {
+) -> Result<Vec<Recognition>, DbErr> {
     let mut cond = Condition::all();
     if let Some(c) = &f.target_city {
         cond = cond.add(Column::TargetCity.eq(c.as_str()));
@@ -117,16 +211,18 @@ pub async fn list(
     if let Some(c) = f.credential_id {
         cond = cond.add(Column::CredentialId.eq(c));
     }
-    if let Some(s) = &f.status {
-        cond = cond.add(Column::Status.eq(s.as_str()));
+    if let Some(s) = f.status {
+        cond = cond.add(Column::Status.eq(s));
     }
-    if let Some((t, id)) = after {
+    if let Some(cur) = after {
         cond = cond.add(
-            Condition::any().add(Column::DecidedAt.lt(t)).add(
-                Condition::all()
-                    .add(Column::DecidedAt.eq(t))
-                    .add(Column::Id.lt(id)),
-            ),
+            Condition::any()
+                .add(Column::DecidedAt.lt(cur.decided_at))
+                .add(
+                    Condition::all()
+                        .add(Column::DecidedAt.eq(cur.decided_at))
+                        .add(Column::Id.lt(cur.id)),
+                ),
         );
     }
     Entity::find()
@@ -135,58 +231,36 @@ pub async fn list(
         .order_by_desc(Column::Id)
         .limit(limit)
         .all(conn)
-        .await
+        .await?
+        .into_iter()
+        .map(record)
+        .collect()
 }
 
-/// Source credential suspended: its live recognitions are suspended,
-/// remembering what to restore. Returns how many.
-pub async fn suspend_for_credential(
+/// The recognitions of `credential` follow its transition, in one statement
+/// built from the domain's [`Cascade`]. Returns how many changed.
+pub async fn cascade(
     conn: &impl ConnectionTrait,
     credential: Uuid,
+    cascade: Cascade,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
-    Ok(Entity::update_many()
-        .col_expr(Column::SuspendedFrom, Expr::col(Column::Status))
-        .col_expr(Column::Status, Expr::value(status::SUSPENDED))
+    let q = Entity::update_many()
         .col_expr(Column::UpdatedAt, Expr::value(now))
         .filter(Column::CredentialId.eq(credential))
-        .filter(Column::Status.is_in([status::OPEN, status::DECIDED]))
-        .exec(conn)
-        .await?
-        .rows_affected)
-}
-
-/// Source credential reinstated: suspended recognitions get their status back.
-pub async fn restore_for_credential(
-    conn: &impl ConnectionTrait,
-    credential: Uuid,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    Ok(Entity::update_many()
-        .col_expr(Column::Status, Expr::col(Column::SuspendedFrom))
-        .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::CredentialId.eq(credential))
-        .filter(Column::Status.eq(status::SUSPENDED))
-        .filter(Column::SuspendedFrom.is_not_null())
-        .exec(conn)
-        .await?
-        .rows_affected)
-}
-
-/// Source credential revoked: every recognition of it is void.
-pub async fn void_for_credential(
-    conn: &impl ConnectionTrait,
-    credential: Uuid,
-    now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    Ok(Entity::update_many()
-        .col_expr(Column::Status, Expr::value(status::VOID))
-        .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::CredentialId.eq(credential))
-        .filter(Column::Status.ne(status::VOID))
-        .exec(conn)
-        .await?
-        .rows_affected)
+        .filter(Column::Status.is_in(cascade.from_statuses().iter().copied()));
+    let q = match cascade {
+        // Remember what to restore.
+        Cascade::Suspend => q
+            .col_expr(Column::SuspendedFrom, Expr::col(Column::Status))
+            .col_expr(Column::Status, Expr::value("suspended")),
+        Cascade::Restore => q
+            .col_expr(Column::Status, Expr::col(Column::SuspendedFrom))
+            .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None))
+            .filter(Column::SuspendedFrom.is_not_null()),
+        Cascade::Void => q
+            .col_expr(Column::Status, Expr::value("void"))
+            .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None)),
+    };
+    Ok(q.exec(conn).await?.rows_affected)
 }

@@ -1,0 +1,312 @@
+//! Issuing and managing a city's credentials.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use corridor_domain::RequestId;
+use corridor_domain::authz;
+use corridor_domain::caller::Caller;
+use corridor_domain::city::CityCode;
+use corridor_domain::credential::{Credential, Status, Transition, ValidityWindow};
+use corridor_domain::holder::NationalId;
+use corridor_domain::qualification::{Category, Qualification};
+use corridor_domain::recognition::Cascade;
+use corridor_domain::vc::{self, CredentialClaims};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{Done, Idempotent};
+use crate::error::{AppError, AppResult};
+use crate::paging::{Page, page_size};
+use crate::state::AppState;
+use crate::store::audit::NewEvent;
+use crate::store::credentials::{self as cred_store, Cursor, Filter};
+use crate::store::keys::{self as key_store, Lock};
+use crate::store::recognitions as rec_store;
+
+/// Default page size of a credential listing.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// Largest page size of a credential listing; larger requests are capped.
+pub const MAX_PAGE_SIZE: u64 = 500;
+
+/// IssueCredential.
+#[derive(Debug)]
+pub struct IssueCredential {
+    /// For idempotent retries.
+    pub request_id: RequestId,
+    /// The issuing city.
+    pub issuer_city: CityCode,
+    /// What is attested.
+    pub qualification: Qualification,
+    /// Holder display name.
+    pub holder_name: String,
+    /// Holder's national ID (kept only as a keyed hash).
+    pub national_id: NationalId,
+    /// Start of validity (default: now).
+    pub valid_from: Option<DateTime<Utc>>,
+    /// End of validity (default: none).
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Suspend, Reinstate or RevokeCredential.
+#[derive(Debug)]
+pub struct ChangeStatus {
+    /// For idempotent retries.
+    pub request_id: RequestId,
+    /// The credential.
+    pub id: Uuid,
+    /// Why.
+    pub reason: String,
+    /// Which change.
+    pub transition: Transition,
+}
+
+/// ListCredentials.
+#[derive(Debug, Default)]
+pub struct ListCredentials {
+    /// Only this issuing city (default: the caller's, or all for auditors).
+    pub issuer_city: Option<CityCode>,
+    /// Only this status.
+    pub status: Option<Status>,
+    /// Only this category.
+    pub category: Option<Category>,
+    /// Only this holder.
+    pub holder: Option<NationalId>,
+    /// Page size (parsed).
+    pub page_size: u64,
+    /// Opaque token of the page to read.
+    pub page_token: String,
+}
+
+impl ListCredentials {
+    /// A listing with the default page size.
+    pub fn first_page() -> Self {
+        Self {
+            page_size: DEFAULT_PAGE_SIZE,
+            ..Self::default()
+        }
+    }
+}
+
+/// Parses a requested page size for credential listings.
+pub fn credential_page_size(raw: i32) -> Result<u64, corridor_domain::Violations> {
+    page_size(raw, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+}
+
+impl AppState {
+    /// Issues a credential: signs a VC-JWT with the city's current key and
+    /// registers it.
+    pub async fn issue_credential(
+        &self,
+        caller: &Caller,
+        cmd: IssueCredential,
+    ) -> AppResult<Credential> {
+        authz::issue_credential(caller, &cmd.issuer_city)?;
+        let holder_hash = self.hasher.hash(&cmd.national_id);
+        let q = &cmd.qualification;
+        let key = Idempotent {
+            operation: "IssueCredential",
+            request_id: &cmd.request_id,
+            fingerprint: json!({
+                "issuer_city": cmd.issuer_city,
+                "qualification": q,
+                "holder_name": cmd.holder_name,
+                "holder": holder_hash,
+                "valid_from": cmd.valid_from,
+                "valid_until": cmd.valid_until,
+            }),
+        };
+        let city = &cmd.issuer_city;
+        self.mutate(
+            caller,
+            key,
+            async |_| Ok(()),
+            async |txn, (), now| {
+                // JWT times are whole seconds; the record keeps the same instant.
+                let now = now.trunc_subsecs(0);
+                let window = ValidityWindow::parse(
+                    cmd.valid_from.unwrap_or(now),
+                    cmd.valid_until,
+                    "valid_until",
+                )?;
+                // The key row is read FOR SHARE: a rotation waits until this
+                // credential committed, so nothing is signed after retirement.
+                let key_row = key_store::current(txn, city, Lock::Share)
+                    .await?
+                    .ok_or_else(|| AppError::UnknownCity {
+                        field: "issuer_city",
+                        code: city.to_string(),
+                    })?;
+                let key = self.keyring.signing_for(&key_row)?;
+                let claims = CredentialClaims {
+                    id: Uuid::now_v7(),
+                    issuer_city: city.clone(),
+                    qualification: cmd.qualification.clone(),
+                    holder_name: cmd.holder_name.clone(),
+                    window,
+                    issued_at: now,
+                };
+                let token = vc::sign(&key, &claims).map_err(AppError::internal)?;
+                let c = Credential {
+                    id: claims.id,
+                    issuer_city: city.clone(),
+                    qualification: claims.qualification,
+                    holder_name: claims.holder_name,
+                    holder_hash,
+                    window,
+                    status: Status::Active,
+                    status_reason: None,
+                    kid: key.kid().to_owned(),
+                    token,
+                    issued_by: caller.subject.clone(),
+                    issued_at: now,
+                    updated_at: now,
+                };
+                cred_store::insert(txn, &c).await?;
+                let q = &c.qualification;
+                let event = NewEvent::by(
+                    caller,
+                    "credential.issued",
+                    "credential",
+                    c.id,
+                    json!({
+                        "issuer_city": c.issuer_city,
+                        "category": q.category().as_str(),
+                        "series": q.series(),
+                        "level": q.level(),
+                        "kid": c.kid,
+                    }),
+                    now,
+                );
+                tracing::info!(credential = %c.id, city = %c.issuer_city, "credential issued");
+                Ok(Done {
+                    result: c,
+                    events: vec![event],
+                })
+            },
+        )
+        .await
+    }
+
+    /// Reads one credential. Another city's is answered like a missing one.
+    pub async fn get_credential(&self, caller: &Caller, id: Uuid) -> AppResult<Credential> {
+        authz::may_call(caller, authz::Rpc::GetCredential)?;
+        let missing = || AppError::NotFound(format!("no credential {id}"));
+        let c = cred_store::get(&self.db, id).await?.ok_or_else(missing)?;
+        authz::read_credential(caller, &c.issuer_city).map_err(|_| missing())?;
+        Ok(c)
+    }
+
+    /// Lists credentials, newest first.
+    pub async fn list_credentials(
+        &self,
+        caller: &Caller,
+        cmd: ListCredentials,
+    ) -> AppResult<Page<Credential>> {
+        let city = authz::list_credentials(caller, cmd.issuer_city.as_ref())?;
+        if let Some(c) = &city {
+            self.known_city(c, "issuer_city").await?;
+        }
+        let filter = Filter {
+            issuer_city: city,
+            status: cmd.status,
+            category: cmd.category,
+            holder_hash: cmd.holder.as_ref().map(|id| self.hasher.hash(id)),
+        };
+        let after = self
+            .page_tokens
+            .decode::<Cursor>(&cmd.page_token, &filter)?;
+        // One extra row tells whether there is a next page.
+        let rows = cred_store::list(&self.db, &filter, after, cmd.page_size + 1).await?;
+        self.page_tokens
+            .page(rows, cmd.page_size, &filter, |c| Cursor {
+                issued_at: c.issued_at,
+                id: c.id,
+            })
+    }
+
+    /// Suspends, reinstates or revokes a credential; its recognitions follow
+    /// in the same transaction.
+    pub async fn change_credential_status(
+        &self,
+        caller: &Caller,
+        cmd: ChangeStatus,
+    ) -> AppResult<Credential> {
+        authz::may_call(caller, authz::Rpc::ChangeCredentialStatus)?;
+        let (operation, id) = (operation_of(cmd.transition), cmd.id);
+        let key = Idempotent {
+            operation,
+            request_id: &cmd.request_id,
+            fingerprint: json!({ "id": id, "reason": cmd.reason }),
+        };
+        self.mutate(
+            caller,
+            key,
+            // The row is locked until commit; the caller must be its city's issuer.
+            async |txn| {
+                let c = cred_store::get_for_update(txn, id)
+                    .await?
+                    .ok_or_else(|| AppError::NotFound(format!("no credential {id}")))?;
+                authz::change_credential_status(caller, &c.issuer_city)?;
+                Ok(c)
+            },
+            async |txn, c, now| {
+                let updated = c.transitioned(cmd.transition, &cmd.reason, now)?;
+                cred_store::set_status(txn, &updated).await?;
+                // Recognitions follow their source credential.
+                let cascade = Cascade::of(cmd.transition);
+                let cascaded = rec_store::cascade(txn, id, cascade, now).await?;
+                let mut events = Vec::new();
+                if cascaded > 0 {
+                    events.push(NewEvent::by(
+                        caller,
+                        "recognitions.cascaded",
+                        "credential",
+                        id,
+                        json!({
+                            "recognitions": cascaded,
+                            "now": cascade.now(),
+                            "cause": cmd.transition.audit_action(),
+                        }),
+                        now,
+                    ));
+                }
+                events.push(NewEvent::by(
+                    caller,
+                    cmd.transition.audit_action(),
+                    "credential",
+                    id,
+                    json!({
+                        "from": c.status.as_str(),
+                        "to": updated.status.as_str(),
+                        "reason": cmd.reason,
+                    }),
+                    now,
+                ));
+                tracing::info!(credential = %id, from = %c.status, to = %updated.status, "credential status changed");
+                Ok(Done {
+                    result: updated,
+                    events,
+                })
+            },
+        )
+        .await
+    }
+
+    /// NOT_FOUND (naming `field`) unless `city` is a corridor city.
+    pub(crate) async fn known_city(&self, city: &CityCode, field: &'static str) -> AppResult<()> {
+        match self.policies.province(&self.db, city).await? {
+            Some(_) => Ok(()),
+            None => Err(AppError::UnknownCity {
+                field,
+                code: city.to_string(),
+            }),
+        }
+    }
+}
+
+fn operation_of(t: Transition) -> &'static str {
+    match t {
+        Transition::Suspend => "SuspendCredential",
+        Transition::Reinstate => "ReinstateCredential",
+        Transition::Revoke => "RevokeCredential",
+    }
+}

@@ -1,0 +1,161 @@
+//! An employer checks a credential.
+//!
+//! The rules are the domain's (`corridor_domain::vc::verify_token` for what
+//! the token alone says, `corridor_domain::verify::verify` for what the
+//! registry says); this use case looks up what they need. Speed by design:
+//! the issuer key comes from the in-memory keyring and the caller's token
+//! was validated once (`caller_cache`), so a verify makes one database round
+//! trip (the credential row) and one signature check; a `recognition_city`
+//! adds the recognition lookup. Its audit event goes to the background
+//! writer, off the request path.
+
+use corridor_domain::authz;
+use corridor_domain::caller::Caller;
+use corridor_domain::city::CityCode;
+use corridor_domain::holder::NationalId;
+use corridor_domain::vc::{self, CredentialClaims};
+use corridor_domain::verify::{self, PresentedHolder, Verdict};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::recognition::RecognitionReport;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::store::audit::NewEvent;
+use crate::store::credentials as cred_store;
+
+/// Largest credential token accepted, bytes (a real one is well under 2 KiB).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What is to be verified.
+#[derive(Debug)]
+pub enum VerifySubject {
+    /// A credential token as presented.
+    Token(String),
+    /// A credential id: the registry's token under it is verified.
+    Id(Uuid),
+}
+
+/// VerifyCredential.
+#[derive(Debug)]
+pub struct VerifyCredential {
+    /// The credential.
+    pub subject: VerifySubject,
+    /// A national ID the holder presented, to bind the credential to them.
+    pub holder: Option<NationalId>,
+    /// Also report whether it is recognized in this city.
+    pub recognition_city: Option<CityCode>,
+}
+
+/// The answer.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    /// The checks, `valid`, and the live status.
+    pub verdict: Verdict,
+    /// The credential's claims, when its signature verified.
+    pub claims: Option<CredentialClaims>,
+    /// The key id of the token's header.
+    pub kid: Option<String>,
+    /// Whether it is recognized in `recognition_city`, when asked.
+    pub recognition: Option<RecognitionReport>,
+}
+
+/// The `kid` of a token's header, without trusting anything else in it.
+fn peek_kid(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.kid
+}
+
+impl AppState {
+    /// Verifies a credential: signature, issuer, validity window, live
+    /// status and, when an ID is presented, the holder.
+    pub async fn verify_credential(
+        &self,
+        caller: &Caller,
+        cmd: VerifyCredential,
+    ) -> AppResult<Verification> {
+        authz::verify_credential(caller)?;
+        let now = self.clock.now();
+        let (token, mut record) = match cmd.subject {
+            VerifySubject::Token(t) => (t, None),
+            VerifySubject::Id(id) => {
+                let c = cred_store::get(&self.db, id)
+                    .await?
+                    .ok_or_else(|| AppError::NotFound(format!("no credential {id}")))?;
+                (c.token.clone(), Some(c))
+            }
+        };
+        let key = match peek_kid(&token) {
+            Some(kid) => self.keyring.verifying(&self.db, &kid).await?,
+            None => None,
+        };
+        let checked = vc::verify_token(&token, |kid| key.filter(|k| k.kid == kid), now);
+        // Verify by token: the one round trip happens here, for live status.
+        if record.is_none()
+            && let Some(claims) = &checked.claims
+        {
+            record = cred_store::get(&self.db, claims.id).await?;
+        }
+        let presented = cmd.holder.as_ref().map(|id| self.hasher.hash(id));
+        let allowed = record
+            .as_ref()
+            .is_none_or(|r| self.holder_throttle.allowed(&caller.subject, r.id));
+        let verdict = verify::verify(
+            &checked,
+            &token,
+            record.as_ref(),
+            presented
+                .as_ref()
+                .map(|hash| PresentedHolder { hash, allowed }),
+        )
+        .map_err(|_| {
+            AppError::Exhausted(format!(
+                "too many failed holder checks on this credential; retry in {} minutes",
+                verify::THROTTLE_WINDOW.as_secs() / 60
+            ))
+        })?;
+        if verdict.holder_failed
+            && let Some(r) = &record
+        {
+            self.holder_throttle.failed(&caller.subject, r.id);
+        }
+        // With a city: one more query (the recorded recognition), only then.
+        let recognition = match (&cmd.recognition_city, &record, &checked.claims) {
+            (Some(city), Some(r), Some(_)) => Some(self.recognition_report(city, r, now).await?),
+            _ => None,
+        };
+        let subject_id = checked
+            .claims
+            .as_ref()
+            .map(|c| c.id.to_string())
+            .or_else(|| record.as_ref().map(|r| r.id.to_string()))
+            .unwrap_or_else(|| "unknown".into());
+        let failed: Vec<&str> = verdict
+            .report
+            .checks
+            .iter()
+            .filter(|(_, o)| !o.ok())
+            .map(|(c, _)| c.as_str())
+            .collect();
+        self.audit
+            .record(NewEvent::by(
+                caller,
+                "credential.verified",
+                "credential",
+                subject_id,
+                json!({
+                    "valid": verdict.report.valid,
+                    "failed_checks": failed,
+                    "kid": checked.kid,
+                    "holder_checked": cmd.holder.is_some(),
+                }),
+                now,
+            ))
+            .await;
+        Ok(Verification {
+            verdict,
+            kid: checked.kid.clone(),
+            claims: checked.claims,
+            recognition,
+        })
+    }
+}
