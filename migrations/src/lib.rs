@@ -11,6 +11,7 @@ use sea_orm_migration::prelude::*;
 mod m20261127_000001_init;
 mod m20261127_000002_seed_cities;
 mod m20261127_000003_recognition;
+mod m20261127_000004_status_checks;
 
 /// Runs the corridor migrations in order.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_init::Migration),
             Box::new(m20261127_000002_seed_cities::Migration),
             Box::new(m20261127_000003_recognition::Migration),
+            Box::new(m20261127_000004_status_checks::Migration),
         ]
     }
 }

@@ -538,3 +538,36 @@ async fn listing_an_unknown_city_is_not_found() {
     assert_eq!(violated_fields(&err), ["issuer_city"]);
     assert!(err.message().contains("no corridor city atlantis"));
 }
+
+/// The schema refuses what the domain does not know, whoever writes: a
+/// status, a category or a recognition status written by hand is an error.
+#[tokio::test]
+async fn the_schema_refuses_unknown_statuses() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::spawn().await;
+    let c = issue(&app, "hangzhou", "check-1").await;
+    for sql in [
+        format!(
+            "UPDATE credentials SET status = 'paused' WHERE id = '{}'",
+            c.id
+        ),
+        format!(
+            "UPDATE credentials SET category = 'HOBBY' WHERE id = '{}'",
+            c.id
+        ),
+        format!("UPDATE credentials SET level = 9 WHERE id = '{}'", c.id),
+        "UPDATE issuer_keys SET status = 'lost'".to_owned(),
+        "UPDATE issuer_keys SET not_after = now() WHERE status = 'current'".to_owned(),
+    ] {
+        let r = app.db.execute_unprepared(&sql).await;
+        assert!(r.is_err(), "{sql} was accepted");
+    }
+    // And what the domain knows is accepted.
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE credentials SET status = 'suspended' WHERE id = '{}'",
+            c.id
+        ))
+        .await
+        .unwrap();
+}
