@@ -3,6 +3,11 @@
 //! category the domain does not know. Postgres only: SQLite (the zero-setup
 //! dev database) cannot add constraints to existing tables, and the
 //! repositories parse every row into typed records there too.
+//!
+//! Each constraint is added `NOT VALID` (a brief lock, no scan) and then
+//! validated (a scan that does not block writes). Before that, rows that
+//! would fail are counted per constraint, so an upgrade over bad data stops
+//! with a message naming the constraint and the count, not a bare error.
 
 use sea_orm_migration::prelude::*;
 
@@ -43,7 +48,7 @@ const CHECKS: [(&str, &str, &str); 8] = [
     ),
     (
         "recognitions",
-        "recognitions_open_iff_conditional",
+        "recognitions_open_only_when_conditional",
         "status <> 'open' OR outcome = 'CONDITIONAL'",
     ),
     (
@@ -60,11 +65,35 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
+        let mut bad = Vec::new();
+        for (table, name, check) in CHECKS {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!("SELECT count(*)::bigint AS n FROM {table} WHERE NOT ({check})"),
+                ))
+                .await?;
+            let n: i64 = match row {
+                Some(r) => r.try_get("", "n")?,
+                None => 0,
+            };
+            if n > 0 {
+                bad.push(format!("{n} row(s) of {table} break {name} ({check})"));
+            }
+        }
+        if !bad.is_empty() {
+            return Err(DbErr::Migration(format!(
+                "cannot add the status checks; fix these rows first: {}",
+                bad.join("; ")
+            )));
+        }
         for (table, name, check) in CHECKS {
             db.execute_unprepared(&format!(
-                "ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check})"
+                "ALTER TABLE {table} ADD CONSTRAINT {name} CHECK ({check}) NOT VALID"
             ))
             .await?;
+            db.execute_unprepared(&format!("ALTER TABLE {table} VALIDATE CONSTRAINT {name}"))
+                .await?;
         }
         Ok(())
     }

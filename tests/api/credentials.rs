@@ -540,7 +540,8 @@ async fn listing_an_unknown_city_is_not_found() {
 }
 
 /// The schema refuses what the domain does not know, whoever writes: a
-/// status, a category or a recognition status written by hand is an error.
+/// credential status, category or level, a key status, a recognition status,
+/// remembered status or outcome written by hand is an error.
 #[tokio::test]
 async fn the_schema_refuses_unknown_statuses() {
     use sea_orm::ConnectionTrait;
@@ -562,6 +563,44 @@ async fn the_schema_refuses_unknown_statuses() {
         let r = app.db.execute_unprepared(&sql).await;
         assert!(r.is_err(), "{sql} was accepted");
     }
+    // Recognitions: status, remembered status, outcome.
+    let mut rec = corridor_proto::v1::recognition_service_client::RecognitionServiceClient::new(
+        app.raw_channel().await,
+    );
+    let r = rec
+        .request_recognition(authed(
+            v1::RequestRecognitionRequest {
+                request_id: "check-r".into(),
+                credential_id: c.id.clone(),
+                target_city: "hefei".into(),
+                facts: None,
+            },
+            &app.token("hf-office", Some("hefei"), &["recognizer"]),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .recognition
+        .unwrap();
+    for set in [
+        "status = 'closed'",
+        "status = 'suspended'",
+        "status = 'suspended', suspended_from = 'void'",
+        "suspended_from = 'open'",
+        "outcome = 'MAYBE'",
+        "status = 'open', outcome = 'RECOGNIZED'",
+    ] {
+        let sql = format!("UPDATE recognitions SET {set} WHERE id = '{}'", r.id);
+        let res = app.db.execute_unprepared(&sql).await;
+        assert!(res.is_err(), "{sql} was accepted");
+    }
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE recognitions SET status = 'suspended', suspended_from = 'decided' WHERE id = '{}'",
+            r.id
+        ))
+        .await
+        .unwrap();
     // And what the domain knows is accepted.
     app.db
         .execute_unprepared(&format!(

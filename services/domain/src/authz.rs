@@ -209,7 +209,12 @@ fn list_scope(
     match requested.or(c.city.as_ref()) {
         Some(city) => c.require_in_city(role, city).map(|()| Some(city.clone())),
         None => Err(Denied(format!(
-            "a {} token without a city may not list {what}",
+            "{} {} token without a city may not list {what}",
+            if role.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) {
+                "an"
+            } else {
+                "a"
+            },
             role.as_str()
         ))),
     }

@@ -183,7 +183,9 @@ pub struct Credential {
     pub qualification: Qualification,
     /// Holder display name.
     pub holder_name: String,
-    /// Keyed hash of the holder's national ID.
+    /// Keyed hash of the holder's national ID. Not serialized: a stored
+    /// answer (for an idempotent replay) need not carry the pseudonym.
+    #[serde(skip, default = "HolderHash::unknown")]
     pub holder_hash: HolderHash,
     /// Validity window.
     pub window: ValidityWindow,

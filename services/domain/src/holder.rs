@@ -79,13 +79,18 @@ impl HolderHash {
     pub fn from_stored(hex: String) -> Self {
         Self(hex)
     }
+    /// A hash that matches nothing (a record read back without its hash).
+    pub fn unknown() -> Self {
+        Self(String::new())
+    }
     /// The hex string.
     pub fn as_str(&self) -> &str {
         &self.0
     }
-    /// Constant-time comparison with another hash.
+    /// Constant-time comparison with another hash. An unknown hash matches
+    /// nothing.
     pub fn matches(&self, other: &HolderHash) -> bool {
-        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+        !self.0.is_empty() && self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
     }
 }
 

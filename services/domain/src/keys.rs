@@ -266,6 +266,38 @@ impl IssuerVerifyingKey {
     }
 }
 
+/// A city key as stored: the public half in clear, the private half sealed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerKeyRecord {
+    /// Key id.
+    pub kid: String,
+    /// Owning city.
+    pub city: CityCode,
+    /// Raw Ed25519 public key.
+    pub public_key: [u8; 32],
+    /// `nonce || ChaCha20-Poly1305(seed)` under the KEK, kid as AAD.
+    pub sealed_private_key: Vec<u8>,
+    /// The city's current signing key (else retired).
+    pub current: bool,
+    /// Start of the signing window.
+    pub not_before: DateTime<Utc>,
+    /// End of the signing window (retirement).
+    pub not_after: Option<DateTime<Utc>>,
+}
+
+impl IssuerKeyRecord {
+    /// The public key, ready to verify.
+    pub fn verifying(&self) -> IssuerVerifyingKey {
+        IssuerVerifyingKey::from_public(
+            self.kid.clone(),
+            self.city.clone(),
+            self.public_key,
+            self.not_before,
+            self.not_after,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

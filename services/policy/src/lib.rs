@@ -31,7 +31,8 @@
 //!
 //! Modules, each depending only on those before it: `source` (positions,
 //! diagnostics), `types`, `engine` (the schema), `budget`, `compile`, `eval`,
-//! `conflicts`, `explanation`, `pipeline` (the public compile and load).
+//! `conflicts`, `explanation`, `record` (a recorded recognition), `pipeline`
+//! (the public compile and load).
 //!
 //! Validation refuses, besides schema errors: missing or unknown annotations,
 //! outcomes that contradict the effect, CONDITIONAL without a condition,
@@ -46,6 +47,7 @@ mod engine;
 mod eval;
 mod explanation;
 mod pipeline;
+mod record;
 mod source;
 mod types;
 
@@ -54,6 +56,7 @@ pub use conflicts::MAX_GRID_SERIES;
 pub use engine::{Engine, SCHEMA_SRC};
 pub use explanation::Explanation;
 pub use pipeline::COMPILE_STACK_BYTES;
+pub use record::Recognition;
 pub use source::Diagnostic;
 pub use types::{
     Comparison, Decision, FactCondition, FactValue, Facts, GuardRail, Outcome, RuleNotApplied,

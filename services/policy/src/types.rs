@@ -453,7 +453,9 @@ impl Decision {
     /// Whether the decision depended on a fact that was not supplied: a
     /// CONDITIONAL whose unmet condition names a missing fact.
     pub fn depends_on_missing_facts(&self) -> bool {
-        self.unmet.iter().any(|u| u.given.is_none())
+        self.unmet
+            .iter()
+            .any(|u| u.given.is_none() && !u.fact.is_empty())
     }
 }
 

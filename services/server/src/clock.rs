@@ -1,5 +1,5 @@
 //! The time the use cases see. Production reads the system clock; tests can
-//! move it (a publication whose date has passed, a window that ended)
+//! move it (feature `testing`) (a publication whose date has passed, a window that ended)
 //! without sleeping.
 
 use std::sync::Arc;
@@ -19,7 +19,9 @@ impl Clock {
         Utc::now() + chrono::Duration::milliseconds(self.offset_ms.load(Ordering::Relaxed))
     }
 
-    /// Moves this clock (and every clone of it) forward by `by`.
+    /// Moves this clock (and every clone of it) forward by `by`. Only in
+    /// builds with the `testing` feature (the test kit's).
+    #[cfg(feature = "testing")]
     pub fn advance(&self, by: chrono::Duration) {
         self.offset_ms
             .fetch_add(by.num_milliseconds(), Ordering::Relaxed);

@@ -22,7 +22,8 @@ use corridor_domain::keys::{IssuerSigningKey, IssuerVerifyingKey, KeyEncryptionK
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::error::{AppError, AppResult};
-use crate::store::keys::{self as key_store, IssuerKeyRecord};
+use crate::store::keys as key_store;
+use corridor_domain::keys::IssuerKeyRecord;
 
 /// Minimum time between two reloads caused by unknown kids.
 pub const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);

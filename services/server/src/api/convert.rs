@@ -13,7 +13,7 @@ use prost_types::Timestamp;
 
 use crate::app::policy::PolicyView;
 use crate::app::registry::PublishedKey;
-use crate::store::recognitions::Recognition;
+use corridor_policy::Recognition;
 
 /// A protobuf timestamp of `t`.
 pub fn ts(t: DateTime<Utc>) -> Timestamp {

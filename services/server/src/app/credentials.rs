@@ -115,75 +115,72 @@ impl AppState {
             }),
         };
         let city = &cmd.issuer_city;
-        self.mutate(
-            caller,
-            key,
-            async |_| Ok(()),
-            async |txn, (), now| {
-                // JWT times are whole seconds; the record keeps the same instant.
-                let now = now.trunc_subsecs(0);
-                let window = ValidityWindow::parse(
-                    cmd.valid_from.unwrap_or(now),
-                    cmd.valid_until,
-                    "valid_until",
-                )?;
-                // The key row is read FOR SHARE: a rotation waits until this
-                // credential committed, so nothing is signed after retirement.
-                let key_row = key_store::current(txn, city, Lock::Share)
-                    .await?
-                    .ok_or_else(|| AppError::UnknownCity {
-                        field: "issuer_city",
-                        code: city.to_string(),
-                    })?;
-                let key = self.keyring.signing_for(&key_row)?;
-                let claims = CredentialClaims {
-                    id: Uuid::now_v7(),
-                    issuer_city: city.clone(),
-                    qualification: cmd.qualification.clone(),
-                    holder_name: cmd.holder_name.clone(),
-                    window,
-                    issued_at: now,
-                };
-                let token = vc::sign(&key, &claims).map_err(AppError::internal)?;
-                let c = Credential {
-                    id: claims.id,
-                    issuer_city: city.clone(),
-                    qualification: claims.qualification,
-                    holder_name: claims.holder_name,
-                    holder_hash,
-                    window,
-                    status: Status::Active,
-                    status_reason: None,
-                    kid: key.kid().to_owned(),
-                    token,
-                    issued_by: caller.subject.clone(),
-                    issued_at: now,
-                    updated_at: now,
-                };
-                cred_store::insert(txn, &c).await?;
-                let q = &c.qualification;
-                let event = NewEvent::by(
-                    caller,
-                    "credential.issued",
-                    "credential",
-                    c.id,
-                    json!({
-                        "issuer_city": c.issuer_city,
-                        "category": q.category().as_str(),
-                        "series": q.series(),
-                        "level": q.level(),
-                        "kid": c.kid,
-                    }),
-                    now,
-                );
-                tracing::info!(credential = %c.id, city = %c.issuer_city, "credential issued");
-                Ok(Done {
-                    result: c,
-                    events: vec![event],
-                })
-            },
-        )
-        .await
+        let c = self
+            .mutate(
+                caller,
+                key,
+                async |_| Ok(()),
+                async |txn, (), now| {
+                    // JWT times are whole seconds; the record keeps the same instant.
+                    let now = now.trunc_subsecs(0);
+                    let window = ValidityWindow::parse(
+                        cmd.valid_from.unwrap_or(now),
+                        cmd.valid_until,
+                        "valid_until",
+                    )?;
+                    // The key row is read FOR SHARE: a rotation waits until this
+                    // credential committed, so nothing is signed after retirement.
+                    let key_row = self.current_key(txn, city, "issuer_city").await?;
+                    let key = self.keyring.signing_for(&key_row)?;
+                    let claims = CredentialClaims {
+                        id: Uuid::now_v7(),
+                        issuer_city: city.clone(),
+                        qualification: cmd.qualification.clone(),
+                        holder_name: cmd.holder_name.clone(),
+                        window,
+                        issued_at: now,
+                    };
+                    let token = vc::sign(&key, &claims).map_err(AppError::internal)?;
+                    let c = Credential {
+                        id: claims.id,
+                        issuer_city: city.clone(),
+                        qualification: claims.qualification,
+                        holder_name: claims.holder_name,
+                        holder_hash,
+                        window,
+                        status: Status::Active,
+                        status_reason: None,
+                        kid: key.kid().to_owned(),
+                        token,
+                        issued_by: caller.subject.clone(),
+                        issued_at: now,
+                        updated_at: now,
+                    };
+                    cred_store::insert(txn, &c).await?;
+                    let q = &c.qualification;
+                    let event = NewEvent::by(
+                        caller,
+                        "credential.issued",
+                        "credential",
+                        c.id,
+                        json!({
+                            "issuer_city": c.issuer_city,
+                            "category": q.category().as_str(),
+                            "series": q.series(),
+                            "level": q.level(),
+                            "kid": c.kid,
+                        }),
+                        now,
+                    );
+                    Ok(Done {
+                        result: c,
+                        events: vec![event],
+                    })
+                },
+            )
+            .await?;
+        tracing::info!(credential = %c.id, city = %c.issuer_city, "credential issued");
+        Ok(c)
     }
 
     /// Reads one credential. Another city's is answered like a missing one.
@@ -237,58 +234,82 @@ impl AppState {
             request_id: &cmd.request_id,
             fingerprint: json!({ "id": id, "reason": cmd.reason }),
         };
-        self.mutate(
-            caller,
-            key,
-            // The row is locked until commit; the caller must be its city's issuer.
-            async |txn| {
-                let c = cred_store::get_for_update(txn, id)
-                    .await?
-                    .ok_or_else(|| AppError::NotFound(format!("no credential {id}")))?;
-                authz::change_credential_status(caller, &c.issuer_city)?;
-                Ok(c)
-            },
-            async |txn, c, now| {
-                let updated = c.transitioned(cmd.transition, &cmd.reason, now)?;
-                cred_store::set_status(txn, &updated).await?;
-                // Recognitions follow their source credential.
-                let cascade = Cascade::of(cmd.transition);
-                let cascaded = rec_store::cascade(txn, id, cascade, now).await?;
-                let mut events = Vec::new();
-                if cascaded > 0 {
+        let updated = self
+            .mutate(
+                caller,
+                key,
+                // The row is locked until commit; the caller must be its city's issuer.
+                async |txn| {
+                    let c = cred_store::get_for_update(txn, id)
+                        .await?
+                        .ok_or_else(|| AppError::NotFound(format!("no credential {id}")))?;
+                    authz::change_credential_status(caller, &c.issuer_city)?;
+                    Ok(c)
+                },
+                async |txn, c, now| {
+                    let updated = c.transitioned(cmd.transition, &cmd.reason, now)?;
+                    cred_store::set_status(txn, &updated).await?;
+                    // Recognitions follow their source credential.
+                    let cascade = Cascade::of(cmd.transition);
+                    let cascaded = rec_store::cascade(txn, id, cascade, now).await?;
+                    let mut events = Vec::new();
+                    if cascaded > 0 {
+                        events.push(NewEvent::by(
+                            caller,
+                            "recognitions.cascaded",
+                            "credential",
+                            id,
+                            json!({
+                                "recognitions": cascaded,
+                                "now": cascade.now(),
+                                "cause": cmd.transition.audit_action(),
+                            }),
+                            now,
+                        ));
+                    }
                     events.push(NewEvent::by(
                         caller,
-                        "recognitions.cascaded",
+                        cmd.transition.audit_action(),
                         "credential",
                         id,
                         json!({
-                            "recognitions": cascaded,
-                            "now": cascade.now(),
-                            "cause": cmd.transition.audit_action(),
+                            "from": c.status.as_str(),
+                            "to": updated.status.as_str(),
+                            "reason": cmd.reason,
                         }),
                         now,
                     ));
-                }
-                events.push(NewEvent::by(
-                    caller,
-                    cmd.transition.audit_action(),
-                    "credential",
-                    id,
-                    json!({
-                        "from": c.status.as_str(),
-                        "to": updated.status.as_str(),
-                        "reason": cmd.reason,
-                    }),
-                    now,
-                ));
-                tracing::info!(credential = %id, from = %c.status, to = %updated.status, "credential status changed");
-                Ok(Done {
-                    result: updated,
-                    events,
-                })
-            },
-        )
-        .await
+                    Ok(Done {
+                        result: updated,
+                        events,
+                    })
+                },
+            )
+            .await?;
+        tracing::info!(credential = %id, to = %updated.status, "credential status changed");
+        Ok(updated)
+    }
+
+    /// The city's current key, read `FOR SHARE` until the end of `txn`.
+    /// None found: the city is unknown (NOT_FOUND naming `field`), or a
+    /// rotation committed while this statement waited for its lock (the
+    /// retired row no longer matches and the new one is not visible to it):
+    /// ABORTED, retry.
+    pub(crate) async fn current_key(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        city: &CityCode,
+        field: &'static str,
+    ) -> AppResult<corridor_domain::keys::IssuerKeyRecord> {
+        match key_store::current(txn, city, Lock::Share).await? {
+            Some(k) => Ok(k),
+            None => {
+                self.known_city(city, field).await?;
+                Err(AppError::Aborted(format!(
+                    "{city}'s issuer key was rotated concurrently; retry"
+                )))
+            }
+        }
     }
 
     /// NOT_FOUND (naming `field`) unless `city` is a corridor city.

@@ -48,9 +48,44 @@ impl Idempotent<'_> {
         let mut h = Sha256::new();
         h.update(self.operation.as_bytes());
         h.update([0]);
-        // serde_json maps are ordered by key: the same request, the same bytes.
-        h.update(self.fingerprint.to_string().as_bytes());
+        h.update(canonical(&self.fingerprint).as_bytes());
         hex::encode(h.finalize())
+    }
+}
+
+/// JSON with every object's keys sorted: the same request gives the same
+/// bytes whatever order its fields were written in (serde_json keeps
+/// insertion order here, as a dependency enables `preserve_order`).
+fn canonical(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let fields: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", fields.join(","))
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", items.join(","))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical;
+
+    #[test]
+    fn fingerprints_do_not_depend_on_field_order() {
+        let a = serde_json::json!({"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}});
+        let b = serde_json::json!({"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1});
+        assert_eq!(canonical(&a), canonical(&b));
+        assert_ne!(canonical(&a), canonical(&serde_json::json!({"b": 2})));
     }
 }
 
@@ -93,11 +128,19 @@ impl AppState {
         .await?;
         match claim {
             Claim::Claimed => {}
+            // Answers stored before this format (protobuf bytes) cannot be
+            // compared or replayed; say so rather than "a different request".
+            Claim::Existing(row) if !row.response.starts_with(b"{") => {
+                return Err(AppError::FailedPrecondition(format!(
+                    "request_id {} was answered by an earlier version of the service, whose answer cannot be replayed; look the result up (Get/List) before retrying with a new request id",
+                    key.request_id.as_str()
+                )));
+            }
             Claim::Existing(row) if row.operation == key.operation && row.payload_hash == hash => {
                 // A retry of a completed request: its answer, and nothing else.
-                return serde_json::from_slice(&row.response).map_err(|_| {
-                    AppError::FailedPrecondition(format!(
-                        "request_id {} was answered by an earlier version of the service; use a new request id",
+                return serde_json::from_slice(&row.response).map_err(|e| {
+                    AppError::internal(format!(
+                        "the stored answer of request_id {} no longer reads: {e}",
                         key.request_id.as_str()
                     ))
                 });

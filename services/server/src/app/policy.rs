@@ -210,65 +210,71 @@ impl AppState {
                 "effective_from": cmd.effective_from,
             }),
         };
-        // Time-dependent checks and compilation come after the replay check
-        // (in `work`): a retry whose near-future date has since passed gets
-        // its stored answer, not INVALID_ARGUMENT.
-        self.mutate(
-            caller,
-            key,
-            async |_| Ok(()),
-            async |txn, (), now| {
-                // The past is not rewritten: which policy decided yesterday
-                // stays what it was, so `as_of` evaluations reproduce decisions.
-                if let Some(t) = cmd.effective_from
-                    && t < now - chrono::Duration::seconds(PAST_LEEWAY_SECONDS)
-                {
-                    return Err(Violations::one("effective_from", "must not be in the past").into());
-                }
-                let target = self.policies.target(txn, city, "city").await?;
-                let compiled = self
-                    .compile(&cmd.source, target)
-                    .await?
-                    .map_err(|d| AppError::Invalid(diagnostics_to_violations(&d)))?;
-                let version = policy_store::latest_version(txn, city).await? + 1;
-                let v = PolicyVersion {
-                    city: city.clone(),
-                    version,
-                    source: cmd.source.clone(),
-                    effective_from: cmd.effective_from.unwrap_or(now),
-                    published_at: now,
-                    published_by: caller.subject.clone(),
-                };
-                if !policy_store::insert(txn, &v).await? {
-                    return Err(AppError::Aborted(format!(
-                        "version {version} of {city} was published concurrently; retry"
-                    )));
-                }
-                let rule_ids: Vec<String> = compiled.rules().iter().map(|r| r.id.clone()).collect();
-                let event = NewEvent::by(
-                    caller,
-                    "policy.published",
-                    "policy",
-                    format!("{city}/v{version}"),
-                    json!({
-                        "city": city,
-                        "version": version,
-                        "effective_from": v.effective_from,
-                        "rules": rule_ids,
-                    }),
-                    now,
-                );
-                tracing::info!(city = %city, version, "policy published");
-                Ok(Done {
-                    result: PolicyView {
-                        version: v,
-                        rule_ids,
-                    },
-                    events: vec![event],
-                })
-            },
-        )
-        .await
+        // Compiling (the conflict search included) takes time and does not
+        // depend on it: done before the transaction, so no pooled connection
+        // waits on it. The past-date check does depend on time, so it comes
+        // after the replay lookup (in `work`): a retry whose near-future date
+        // has since passed gets its stored answer, not INVALID_ARGUMENT.
+        let target = self.policies.target(&self.db, city, "city").await?;
+        let compiled = self
+            .compile(&cmd.source, target)
+            .await?
+            .map_err(|d| AppError::Invalid(diagnostics_to_violations(&d)))?;
+        let rule_ids: Vec<String> = compiled.rules().iter().map(|r| r.id.clone()).collect();
+        let view = self
+            .mutate(
+                caller,
+                key,
+                async |_| Ok(()),
+                async |txn, (), now| {
+                    // The past is not rewritten: which policy decided yesterday
+                    // stays what it was, so `as_of` evaluations reproduce decisions.
+                    if let Some(t) = cmd.effective_from
+                        && t < now - chrono::Duration::seconds(PAST_LEEWAY_SECONDS)
+                    {
+                        return Err(
+                            Violations::one("effective_from", "must not be in the past").into()
+                        );
+                    }
+                    let version = policy_store::latest_version(txn, city).await? + 1;
+                    let v = PolicyVersion {
+                        city: city.clone(),
+                        version,
+                        source: cmd.source.clone(),
+                        effective_from: cmd.effective_from.unwrap_or(now),
+                        published_at: now,
+                        published_by: caller.subject.clone(),
+                    };
+                    if !policy_store::insert(txn, &v).await? {
+                        return Err(AppError::Aborted(format!(
+                            "version {version} of {city} was published concurrently; retry"
+                        )));
+                    }
+                    let event = NewEvent::by(
+                        caller,
+                        "policy.published",
+                        "policy",
+                        format!("{city}/v{version}"),
+                        json!({
+                            "city": city,
+                            "version": version,
+                            "effective_from": v.effective_from,
+                            "rules": rule_ids,
+                        }),
+                        now,
+                    );
+                    Ok(Done {
+                        result: PolicyView {
+                            version: v,
+                            rule_ids: rule_ids.clone(),
+                        },
+                        events: vec![event],
+                    })
+                },
+            )
+            .await?;
+        tracing::info!(city = %city, version = view.version.version, "policy published");
+        Ok(view)
     }
 
     /// A version by number, or the one in force at `as_of`.

@@ -23,8 +23,8 @@ use crate::policy_book::Decided;
 use crate::state::AppState;
 use crate::store::audit::NewEvent;
 use crate::store::credentials as cred_store;
-use crate::store::keys::{self as key_store, Lock};
-use crate::store::recognitions::{self as rec_store, Cursor, Filter, Recognition};
+use crate::store::recognitions::{self as rec_store, Cursor, Filter};
+use corridor_policy::Recognition;
 
 /// A recognition with the qualification it is about.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,7 +180,9 @@ impl AppState {
                     })
             },
             async |txn, cred, now| {
-                let decided = self.decide(txn, &cred, target, &cmd.facts, now).await?;
+                let decided = self
+                    .decide(txn, &cred, (target, "target_city"), &cmd.facts, now)
+                    .await?;
                 let id = Uuid::now_v7();
                 let attestation = self.attest(txn, id, &cred, target, &decided).await?;
                 let r = Recognition {
@@ -267,7 +269,9 @@ impl AppState {
                     .await?
                     .ok_or_else(|| AppError::internal("recognition without its credential"))?;
                 let target = row.target_city.clone();
-                let decided = self.decide(txn, &cred, &target, &facts, now).await?;
+                let decided = self
+                    .decide(txn, &cred, (&target, "target_city"), &facts, now)
+                    .await?;
                 let attestation = self.attest(txn, id, &cred, &target, &decided).await?;
                 let updated = Recognition {
                     outcome: decided.decision.outcome,
@@ -321,7 +325,13 @@ impl AppState {
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no credential {}", cmd.credential_id)))?;
         let d = self
-            .decide(&self.db, &cred, &cmd.target_city, &cmd.facts, at)
+            .decide(
+                &self.db,
+                &cred,
+                (&cmd.target_city, "target_city"),
+                &cmd.facts,
+                at,
+            )
             .await?;
         Ok(Evaluation {
             outcome: d.decision.outcome,
@@ -333,6 +343,7 @@ impl AppState {
     /// One recognition, with its qualification. Answered like a missing one
     /// to callers who may not read it.
     pub async fn get_recognition(&self, caller: &Caller, id: Uuid) -> AppResult<RecognitionView> {
+        authz::may_call(caller, authz::Rpc::GetRecognition)?;
         let missing = || AppError::NotFound(format!("no recognition {id}"));
         let r = rec_store::get(&self.db, id).await?.ok_or_else(missing)?;
         authz::read_recognition(caller, &r.source_city, &r.target_city).map_err(|_| missing())?;
@@ -418,6 +429,11 @@ impl AppState {
     ) -> AppResult<RecognitionReport> {
         if let Some(r) = rec_store::latest_for(&self.db, cred.id, city).await? {
             let mut explanation = r.explanation.clone();
+            // A verifier learns what a city decided, not the holder's
+            // situation there: the facts given stay with the recognition.
+            for u in &mut explanation.unmet {
+                u.given = None;
+            }
             let (outcome, mapped_level) = match r.status {
                 RecognitionStatus::Void => {
                     explanation.reason = format!(
@@ -444,7 +460,13 @@ impl AppState {
             });
         }
         let d = self
-            .decide(&self.db, cred, city, &Facts::default(), now)
+            .decide(
+                &self.db,
+                cred,
+                (city, "recognition_city"),
+                &Facts::default(),
+                now,
+            )
             .await?;
         Ok(RecognitionReport {
             city: city.clone(),
@@ -460,12 +482,12 @@ impl AppState {
         &self,
         conn: &impl ConnectionTrait,
         cred: &Credential,
-        city: &CityCode,
+        (city, field): (&CityCode, &'static str),
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> AppResult<Decided> {
         let book = &self.policies;
-        let target = book.target(conn, city, "target_city").await?;
+        let target = book.target(conn, city, field).await?;
         let subject = book.subject(conn, cred).await?;
         book.decide(conn, &subject, &target, facts, at).await
     }
@@ -473,15 +495,13 @@ impl AppState {
     /// Signs the attestation of a decision with the target city's current key.
     async fn attest(
         &self,
-        conn: &impl ConnectionTrait,
+        txn: &sea_orm::DatabaseTransaction,
         id: Uuid,
         cred: &Credential,
         target: &CityCode,
         d: &Decided,
     ) -> AppResult<String> {
-        let key_row = key_store::current(conn, target, Lock::Share)
-            .await?
-            .ok_or_else(|| AppError::internal(format!("{target} has no current key")))?;
+        let key_row = self.current_key(txn, target, "target_city").await?;
         let key = self.keyring.signing_for(&key_row)?;
         vc::sign_attestation(
             &key,

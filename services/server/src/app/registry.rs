@@ -119,7 +119,7 @@ impl AppState {
                         "a concurrent rotation won; retry".into(),
                     ));
                 }
-                let retired = key_store::IssuerKeyRecord {
+                let retired = corridor_domain::keys::IssuerKeyRecord {
                     current: false,
                     not_after: Some(now),
                     ..old

@@ -96,9 +96,11 @@ impl AppState {
             record = cred_store::get(&self.db, claims.id).await?;
         }
         let presented = cmd.holder.as_ref().map(|id| self.hasher.hash(id));
-        let allowed = record
-            .as_ref()
-            .is_none_or(|r| self.holder_throttle.allowed(&caller.subject, r.id));
+        // The throttle is only consulted when a holder check will run.
+        let allowed = match (&presented, &record) {
+            (Some(_), Some(r)) => self.holder_throttle.allowed(&caller.subject, r.id),
+            _ => true,
+        };
         let verdict = verify::verify(
             &checked,
             &token,

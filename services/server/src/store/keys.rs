@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use corridor_domain::city::CityCode;
-use corridor_domain::keys::IssuerVerifyingKey;
+use corridor_domain::keys::IssuerKeyRecord;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -16,38 +16,6 @@ use super::entities::issuer_key::{self, Column, Entity};
 const CURRENT: &str = "current";
 /// Status value of a retired key.
 const RETIRED: &str = "retired";
-
-/// A city key as stored: the public half in clear, the private half sealed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuerKeyRecord {
-    /// Key id.
-    pub kid: String,
-    /// Owning city.
-    pub city: CityCode,
-    /// Raw Ed25519 public key.
-    pub public_key: [u8; 32],
-    /// `nonce || ChaCha20-Poly1305(seed)` under the KEK, kid as AAD.
-    pub sealed_private_key: Vec<u8>,
-    /// The city's current signing key (else retired).
-    pub current: bool,
-    /// Start of the signing window.
-    pub not_before: DateTime<Utc>,
-    /// End of the signing window (retirement).
-    pub not_after: Option<DateTime<Utc>>,
-}
-
-impl IssuerKeyRecord {
-    /// The public key, ready to verify.
-    pub fn verifying(&self) -> IssuerVerifyingKey {
-        IssuerVerifyingKey::from_public(
-            self.kid.clone(),
-            self.city.clone(),
-            self.public_key,
-            self.not_before,
-            self.not_after,
-        )
-    }
-}
 
 fn record(m: issuer_key::Model) -> Result<IssuerKeyRecord, DbErr> {
     let what = || format!("issuer key {}", m.kid);

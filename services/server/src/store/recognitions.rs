@@ -1,10 +1,10 @@
 //! Repository of `recognitions`: rows in and out as typed [`Recognition`]
-//! records, and the cascade from credential status changes.
+//! records (`corridor_policy`), and the cascade from credential status changes.
 
 use chrono::{DateTime, Utc};
 use corridor_domain::city::CityCode;
 use corridor_domain::recognition::{Cascade, RecognitionStatus};
-use corridor_policy::{Explanation, Facts, Outcome};
+use corridor_policy::{Facts, Outcome, Recognition};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
@@ -15,39 +15,6 @@ use uuid::Uuid;
 
 use super::corrupt;
 use super::entities::recognition::{self, Column, Entity};
-
-/// A recorded recognition decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Recognition {
-    /// Recognition id (UUIDv7).
-    pub id: Uuid,
-    /// Source credential.
-    pub credential_id: Uuid,
-    /// Its issuing city.
-    pub source_city: CityCode,
-    /// The receiving city.
-    pub target_city: CityCode,
-    /// The outcome.
-    pub outcome: Outcome,
-    /// The mapped local level.
-    pub mapped_level: Option<u8>,
-    /// The facts the decision used.
-    pub facts: Facts,
-    /// Why.
-    pub explanation: Explanation,
-    /// The deciding policy version (0: a guard rail decided).
-    pub policy_version: i32,
-    /// Where it stands.
-    pub status: RecognitionStatus,
-    /// The target city's signed attestation.
-    pub attestation: String,
-    /// Subject of the caller who asked.
-    pub decided_by: String,
-    /// First decision.
-    pub decided_at: DateTime<Utc>,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
 
 fn record(m: recognition::Model) -> Result<Recognition, DbErr> {
     let what = || format!("recognition {}", m.id);
