@@ -353,3 +353,44 @@ async fn oversized_and_malformed_requests_get_the_clients_codes() {
     assert_eq!(empty.code(), Code::InvalidArgument, "{empty:?}");
     assert!(!corridor_tests::violated_fields(&empty).is_empty());
 }
+
+/// Regression (hardening issue, item 6): the verification audit writer
+/// dropped a whole batch after 5 retries when one event in it was bad (74
+/// normal events lost with a single bad one). Now a refused batch is written
+/// event by event and only the bad event is dropped.
+#[tokio::test]
+async fn one_bad_audit_event_costs_no_other_event() {
+    use corridor_server::store::audit::{AuditWriter, NewEvent};
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let app = TestApp::spawn().await;
+    let (writer, task) = AuditWriter::spawn(app.db.clone());
+    let event = |subject: String| NewEvent {
+        actor: "tester".into(),
+        actor_city: None,
+        action: "test.audited",
+        subject_type: "credential",
+        subject_id: subject,
+        detail: serde_json::json!({ "n": 1 }),
+        occurred_at: chrono::Utc::now(),
+    };
+    for i in 0..50 {
+        writer.record(event(format!("good-{i}"))).await;
+    }
+    // subject_id is at most 128 characters: the database refuses this one.
+    writer.record(event("x".repeat(300))).await;
+    for i in 50..100 {
+        writer.record(event(format!("good-{i}"))).await;
+    }
+    drop(writer);
+    tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the writer flushes and ends")
+        .expect("writer task");
+    use corridor_server::store::entities::audit_event;
+    let stored = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("test.audited"))
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 100);
+}

@@ -4,6 +4,7 @@
 
 mod auth;
 mod cities;
+mod consistency;
 mod credentials;
 mod hardening;
 mod idempotency;

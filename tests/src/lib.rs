@@ -35,6 +35,38 @@ use tonic::transport::Channel;
 /// Default server when `DATABASE_URL` is not set.
 pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// A second server on a [`TestApp`]'s database: another replica.
+pub struct Replica {
+    pub addr: SocketAddr,
+    /// Its state, to look at its caches.
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+}
+
+impl Replica {
+    /// Its URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A connection to it.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to replica")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
 /// A running server on its own database.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -44,6 +76,7 @@ pub struct TestApp {
     pub minter: IdentityMinter,
     /// The server's clock: tests move it instead of sleeping.
     pub clock: corridor_server::clock::Clock,
+    state: AppState,
     db_name: String,
     admin_url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -162,6 +195,7 @@ impl TestApp {
             .await
             .expect("build state");
         let clock = state.clock.clone();
+        let kept = state.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
@@ -178,11 +212,43 @@ impl TestApp {
             db,
             minter,
             clock,
+            state: kept,
             db_name,
             admin_url,
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// Starts another server (replica) on this app's database.
+    pub async fn replica(&self) -> Replica {
+        let db = store::connect(&with_database(&self.admin_url, &self.db_name))
+            .await
+            .expect("connect replica");
+        let settings = Settings::default().with_dev_defaults();
+        let (state, _audit) = AppState::from_parts(db, &settings)
+            .await
+            .expect("replica state");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            server::serve(listener, served, settings.limits, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Replica {
+            addr,
+            state,
+            shutdown: Some(tx),
+        }
+    }
+
+    /// The server's state (its caches), for looking behind the API.
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// The server's URL.

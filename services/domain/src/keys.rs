@@ -14,7 +14,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
-use jsonwebtoken::{DecodingKey, EncodingKey};
+use jsonwebtoken::EncodingKey;
 
 use crate::city::CityCode;
 use crate::error::RandomError;
@@ -196,7 +196,10 @@ pub struct IssuerVerifyingKey {
     pub not_before: DateTime<Utc>,
     /// End of the signing window (when the key was retired).
     pub not_after: Option<DateTime<Utc>>,
-    pub(crate) decoding: DecodingKey,
+    /// The public key as a curve point, decompressed once per key rather
+    /// than on every verification (`None`: the bytes are not a valid point,
+    /// and nothing verifies with it).
+    pub(crate) point: Option<ed25519_dalek::VerifyingKey>,
 }
 
 impl fmt::Debug for IssuerVerifyingKey {
@@ -220,7 +223,7 @@ impl IssuerVerifyingKey {
         not_after: Option<DateTime<Utc>>,
     ) -> Self {
         Self {
-            decoding: DecodingKey::from_ed_der(&public_key),
+            point: ed25519_dalek::VerifyingKey::from_bytes(&public_key).ok(),
             kid,
             city,
             public_key,

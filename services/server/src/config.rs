@@ -109,6 +109,8 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
+    /// Credentials kept in memory for verification (about 1.5 KiB each).
+    pub status_cache_entries: usize,
 }
 
 impl Default for Limits {
@@ -118,6 +120,7 @@ impl Default for Limits {
             request_timeout_ms: 10_000,
             max_concurrent_requests: 512,
             max_concurrent_streams: 128,
+            status_cache_entries: 20_000,
         }
     }
 }

@@ -15,7 +15,8 @@
 //! - [`policy_book`]: compiled recognition policies and the policy in force;
 //! - [`caller_cache`]: bearer tokens already validated, until they expire;
 //! - [`config`]: layered configuration and the `--dev` defaults;
-//! - [`state`]: what every handler shares;
+//! - [`state`]: what every use case shares;
+//! - [`status_cache`]: registered credentials in memory, coherent across replicas;
 //! - [`server`]: assembling services, health, reflection and limits;
 //! - [`transport`]: socket options, and the codes of requests no handler saw;
 //! - [`sample`]: sample credentials for `--dev`;
@@ -40,6 +41,7 @@ pub mod policy_book;
 pub mod sample;
 pub mod server;
 pub mod state;
+pub mod status_cache;
 pub mod store;
 pub mod throttle;
 pub mod transport;

@@ -43,6 +43,8 @@ pub struct Inner {
     pub page_tokens: PageTokens,
     /// The time the use cases see.
     pub clock: crate::clock::Clock,
+    /// Registered credentials in memory, coherent across replicas.
+    pub status_cache: Arc<crate::status_cache::StatusCache>,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,6 +89,11 @@ impl AppState {
         let (audit, audit_task) = AuditWriter::spawn(db.clone());
         tokio::spawn(Keyring::refresh_loop(Arc::downgrade(&keyring), db.clone()));
         let hasher = settings.holder_hasher()?;
+        let status_cache = Arc::new(crate::status_cache::StatusCache::new(
+            settings.limits.status_cache_entries,
+            db.get_database_backend() == sea_orm::DbBackend::Postgres,
+        ));
+        status_cache.start(&db);
         let state = Self {
             inner: Arc::new(Inner {
                 page_tokens: PageTokens::derived_from(&settings.page_token_secret()?)?,
@@ -99,6 +106,7 @@ impl AppState {
                 callers: Default::default(),
                 audit,
                 clock: crate::clock::Clock::default(),
+                status_cache,
             }),
         };
         Ok((state, audit_task))

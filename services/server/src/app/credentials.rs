@@ -10,6 +10,7 @@ use corridor_domain::holder::NationalId;
 use corridor_domain::qualification::{Category, Qualification};
 use corridor_domain::recognition::Cascade;
 use corridor_domain::vc::{self, CredentialClaims};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -187,9 +188,9 @@ impl AppState {
     pub async fn get_credential(&self, caller: &Caller, id: Uuid) -> AppResult<Credential> {
         authz::may_call(caller, authz::Rpc::GetCredential)?;
         let missing = || AppError::NotFound(format!("no credential {id}"));
-        let c = cred_store::get(&self.db, id).await?.ok_or_else(missing)?;
+        let c = self.credential(id).await?.ok_or_else(missing)?;
         authz::read_credential(caller, &c.issuer_city).map_err(|_| missing())?;
-        Ok(c)
+        Ok(Credential::clone(&c))
     }
 
     /// Lists credentials, newest first.
@@ -229,6 +230,7 @@ impl AppState {
     ) -> AppResult<Credential> {
         authz::may_call(caller, authz::Rpc::ChangeCredentialStatus)?;
         let (operation, id) = (operation_of(cmd.transition), cmd.id);
+        let mut fence = None;
         let key = Idempotent {
             operation,
             request_id: &cmd.request_id,
@@ -249,6 +251,13 @@ impl AppState {
                 async |txn, c, now| {
                     let updated = c.transitioned(cmd.transition, &cmd.reason, now)?;
                     cred_store::set_status(txn, &updated).await?;
+                    // Every replica drops the record when this commits; the
+                    // answer waits for them (the verify consistency promise).
+                    let f = self.status_cache.fence(id);
+                    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+                        crate::status_cache::notify_in(txn, &f.notice).await?;
+                    }
+                    fence = Some(f);
                     // Recognitions follow their source credential.
                     let cascade = Cascade::of(cmd.transition);
                     let cascaded = rec_store::cascade(txn, id, cascade, now).await?;
@@ -286,8 +295,33 @@ impl AppState {
                 },
             )
             .await?;
+        match fence {
+            Some(f) => f.wait().await,
+            // A replay: the first answer may never have waited; wait out the
+            // lease so that no replica can still trust a record without it.
+            None => self.status_cache.wait_out_lease(id).await,
+        }
         tracing::info!(credential = %id, to = %updated.status, "credential status changed");
         Ok(updated)
+    }
+
+    /// A registered credential: from the status cache when it may answer,
+    /// else from the database (and then cached).
+    pub(crate) async fn credential(
+        &self,
+        id: Uuid,
+    ) -> AppResult<Option<std::sync::Arc<Credential>>> {
+        if let Some(c) = self.status_cache.get(id) {
+            return Ok(Some(c));
+        }
+        let read_at = self.status_cache.generation();
+        let found = cred_store::get(&self.db, id)
+            .await?
+            .map(std::sync::Arc::new);
+        if let Some(c) = &found {
+            self.status_cache.insert(c.clone(), read_at);
+        }
+        Ok(found)
     }
 
     /// The city's current key, read `FOR SHARE` until the end of `txn`.

@@ -321,7 +321,8 @@ impl AppState {
     ) -> AppResult<Evaluation> {
         authz::evaluate_recognition(caller)?;
         let at = cmd.as_of.unwrap_or_else(|| self.clock.now());
-        let cred = cred_store::get(&self.db, cmd.credential_id)
+        let cred = self
+            .credential(cmd.credential_id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no credential {}", cmd.credential_id)))?;
         let d = self

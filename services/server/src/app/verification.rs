@@ -22,7 +22,6 @@ use super::recognition::RecognitionReport;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 use crate::store::audit::NewEvent;
-use crate::store::credentials as cred_store;
 
 /// Largest credential token accepted, bytes (a real one is well under 2 KiB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -60,11 +59,6 @@ pub struct Verification {
     pub recognition: Option<RecognitionReport>,
 }
 
-/// The `kid` of a token's header, without trusting anything else in it.
-fn peek_kid(token: &str) -> Option<String> {
-    jsonwebtoken::decode_header(token).ok()?.kid
-}
-
 impl AppState {
     /// Verifies a credential: signature, issuer, validity window, live
     /// status and, when an ID is presented, the holder.
@@ -78,22 +72,30 @@ impl AppState {
         let (token, mut record) = match cmd.subject {
             VerifySubject::Token(t) => (t, None),
             VerifySubject::Id(id) => {
-                let c = cred_store::get(&self.db, id)
+                let c = self
+                    .credential(id)
                     .await?
                     .ok_or_else(|| AppError::NotFound(format!("no credential {id}")))?;
                 (c.token.clone(), Some(c))
             }
         };
-        let key = match peek_kid(&token) {
-            Some(kid) => self.keyring.verifying(&self.db, &kid).await?,
-            None => None,
+        // Parsed once; the key is looked up by the header's kid (a reload
+        // only for an unknown kid, rate-limited).
+        let checked = match vc::Jws::parse(&token) {
+            Some(jws) => {
+                let key = match jws.kid() {
+                    Some(kid) => self.keyring.verifying(&self.db, kid).await?,
+                    None => None,
+                };
+                vc::verify_jws(&jws, |kid| key.filter(|k| k.kid == kid), now)
+            }
+            None => vc::verify_token(&token, |_| None, now),
         };
-        let checked = vc::verify_token(&token, |kid| key.filter(|k| k.kid == kid), now);
         // Verify by token: the one round trip happens here, for live status.
         if record.is_none()
             && let Some(claims) = &checked.claims
         {
-            record = cred_store::get(&self.db, claims.id).await?;
+            record = self.credential(claims.id).await?;
         }
         let presented = cmd.holder.as_ref().map(|id| self.hasher.hash(id));
         // The throttle is only consulted when a holder check will run.
@@ -104,7 +106,7 @@ impl AppState {
         let verdict = verify::verify(
             &checked,
             &token,
-            record.as_ref(),
+            record.as_deref(),
             presented
                 .as_ref()
                 .map(|hash| PresentedHolder { hash, allowed }),

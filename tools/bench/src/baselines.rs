@@ -1,0 +1,136 @@
+//! The baselines the ratios need, measured in the same run on the same
+//! machine: what the hardware and Postgres can do with no service around.
+
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::Utc;
+use corridor_domain::qualification::Category;
+use corridor_policy::{DEFAULT_POLICIES, Engine as PolicyEngine, Facts, Subject, Target};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+
+use crate::load::in_process_rate;
+
+/// In-process `jsonwebtoken` EdDSA decodes per second of `token` (one thread).
+pub fn decode_rate(token: &str, x: &str, seconds: f64) -> anyhow::Result<f64> {
+    let key = DecodingKey::from_ed_der(&URL_SAFE_NO_PAD.decode(x)?);
+    let mut v = Validation::new(Algorithm::EdDSA);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    in_process_rate(seconds, || {
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &v).is_ok()
+    })
+}
+
+/// In-process decisions per second of a 副高级 title from Hefei into
+/// Songjiang (CONDITIONAL, explained in full, as EvaluateRecognition does).
+pub fn decide_rate(seconds: f64) -> anyhow::Result<f64> {
+    let src = DEFAULT_POLICIES
+        .iter()
+        .find(|(c, _)| *c == "songjiang")
+        .map(|(_, s)| *s)
+        .ok_or_else(|| anyhow::anyhow!("no songjiang policy"))?;
+    let engine = PolicyEngine::new().map_err(anyhow::Error::msg)?;
+    let policy = engine.load(src).map_err(|d| anyhow::anyhow!("{d:?}"))?;
+    let now = Utc::now();
+    let subject = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        4,
+        "hefei",
+        "Anhui",
+        now,
+    );
+    let target = Target {
+        city: "songjiang".into(),
+        province: "Shanghai".into(),
+    };
+    let facts = Facts {
+        local_social_insurance_months: Some(3),
+        ..Facts::default()
+    };
+    in_process_rate(seconds, || {
+        let Ok(mut d) = engine.decide(&policy, &subject, &target, &facts, now) else {
+            return false;
+        };
+        engine
+            .explain_not_applied(&policy, &mut d, &subject, &target, &facts, now)
+            .is_ok()
+    })
+}
+
+/// pgbench transactions per second of `script` with `clients` clients.
+fn pgbench(database_url: &str, script: &str, clients: usize, seconds: f64) -> anyhow::Result<f64> {
+    let file = std::env::temp_dir().join(format!("corridor-bench-{}.sql", std::process::id()));
+    std::fs::write(&file, script)?;
+    let out = Command::new("pgbench")
+        .args(["-n", "-f"])
+        .arg(&file)
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            &clients.min(2).to_string(),
+            "-T",
+            &(seconds.ceil() as u64).max(1).to_string(),
+        ])
+        .arg(database_url)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "pgbench gave no tps: {text} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// Single-row inserts of a 700-byte row per second, at `clients`.
+pub async fn single_row_tps(
+    database_url: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    prepare(database_url).await?;
+    pgbench(
+        database_url,
+        "INSERT INTO bench_rows VALUES (gen_random_uuid(), repeat('x', 700), now());\n",
+        clients,
+        seconds,
+    )
+}
+
+/// Rows per second inserted 100 at a time by multi-row statements, at `clients`.
+pub async fn multi_row_rows(
+    database_url: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    prepare(database_url).await?;
+    let tps = pgbench(
+        database_url,
+        "INSERT INTO bench_rows SELECT gen_random_uuid(), repeat('x', 700), now() FROM generate_series(1, 100);\n",
+        clients,
+        seconds,
+    )?;
+    Ok(tps * 100.0)
+}
+
+async fn prepare(database_url: &str) -> anyhow::Result<()> {
+    let db = Database::connect(ConnectOptions::new(database_url.to_owned())).await?;
+    db.execute_unprepared(
+        "CREATE TABLE IF NOT EXISTS bench_rows (id uuid PRIMARY KEY, body text NOT NULL, at timestamptz NOT NULL)",
+    )
+    .await?;
+    db.execute_unprepared("TRUNCATE bench_rows").await?;
+    db.close().await?;
+    Ok(())
+}
