@@ -245,3 +245,62 @@ async fn a_replica_started_mid_stream_is_consistent() {
     assert!(!verify(&mut on_b, &employer, &live.id).await);
     let _ = CredentialServiceClient::new(app.raw_channel().await);
 }
+
+/// A publication acknowledged on A decides B's next evaluation, though B
+/// keeps the schedule of policy versions in memory and handles notices
+/// late.
+#[tokio::test]
+async fn an_acknowledged_publication_decides_the_other_replicas_next_evaluation() {
+    use corridor_proto::v1::policy_service_client::PolicyServiceClient;
+    use corridor_proto::v1::recognition_service_client::RecognitionServiceClient;
+    let app = TestApp::spawn().await;
+    let b = app.replica().await;
+    b.state
+        .status_cache
+        .delay_notices(std::time::Duration::from_millis(15));
+    let c = issue(&app, "hefei", "pol-1").await;
+    let office = app.token("hz-office", Some("hangzhou"), &["recognizer"]);
+    let mut on_b = RecognitionServiceClient::new(b.channel().await);
+    let evaluate = |token: String| {
+        authed(
+            v1::EvaluateRecognitionRequest {
+                credential_id: c.id.clone(),
+                target_city: "hangzhou".into(),
+                facts: None,
+                as_of: None,
+            },
+            &token,
+        )
+    };
+    let before = on_b
+        .evaluate_recognition(evaluate(office.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(before.outcome, v1::RecognitionOutcome::Recognized as i32);
+    let policy = r#"
+@id("titles-under-review")
+@outcome("REJECTED")
+forbid (principal, action == G60::Action::"recognize", resource)
+when { resource.category == "PROFESSIONAL_TITLE" };
+"#;
+    PolicyServiceClient::new(app.raw_channel().await)
+        .publish_policy(authed(
+            v1::PublishPolicyRequest {
+                request_id: "pol-p".into(),
+                city: "hangzhou".into(),
+                source: policy.into(),
+                effective_from: None,
+            },
+            &app.token("hz-policy", Some("hangzhou"), &["policy_admin"]),
+        ))
+        .await
+        .unwrap();
+    let after = on_b
+        .evaluate_recognition(evaluate(office))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.outcome, v1::RecognitionOutcome::Rejected as i32);
+    assert_eq!(after.explanation.unwrap().policy_version, 2);
+}

@@ -64,7 +64,6 @@ pub struct IssuerSigningKey {
     kid: String,
     city: CityCode,
     signing: SigningKey,
-    encoding: EncodingKey,
 }
 
 impl fmt::Debug for IssuerSigningKey {
@@ -104,7 +103,6 @@ impl IssuerSigningKey {
             kid,
             city,
             signing: SigningKey::from_bytes(&seed),
-            encoding: ed25519_encoding_key(&seed),
         }
     }
 
@@ -123,8 +121,8 @@ impl IssuerSigningKey {
         self.signing.verifying_key().to_bytes()
     }
 
-    pub(crate) fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.signing
     }
 
     /// Seals the private key: `nonce (12 bytes) || ciphertext`.

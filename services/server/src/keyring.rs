@@ -184,6 +184,13 @@ impl Keyring {
         Ok(key)
     }
 
+    /// The signing key this replica last used for `city`, if any. It may
+    /// have been retired since by another replica: a signer checks, in the
+    /// statement that stores what it signed, that the kid is still current.
+    pub fn last_signing(&self, city: &CityCode) -> Option<Arc<IssuerSigningKey>> {
+        self.signing.read().ok()?.get(city).cloned()
+    }
+
     /// Records a rotation done by this replica: `retired` (now with its
     /// `not_after`) and the new current key.
     pub fn rotated(

@@ -232,25 +232,57 @@ impl PolicyBook {
         })
     }
 
-    /// Decides `subject` into `target` as of `at`, reading the policy in
-    /// force, with the full explanation (including, for every rule that did
-    /// not apply, the condition that failed).
-    pub async fn decide(
+    /// A compiled version, when this replica has compiled it before.
+    pub fn cached_compiled(&self, city: &CityCode, version: i32) -> Option<Arc<CompiledPolicy>> {
+        self.compiled
+            .read()
+            .ok()?
+            .get(&(city.clone(), version))
+            .cloned()
+    }
+
+    /// Decides `subject` into `target` as of `at` under `policy` (the one in
+    /// force then), with the full explanation (including, for every rule
+    /// that did not apply, the condition that failed).
+    pub fn decide_explained(
         &self,
-        conn: &impl ConnectionTrait,
+        policy: Option<&InForce>,
         subject: &Subject,
         target: &Target,
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> AppResult<Decided> {
-        let city = CityCode::parse("target_city", &target.city).map_err(AppError::internal)?;
-        let policy = self.in_force(conn, &city, at).await?;
-        let mut d = self.decide_with(policy.as_ref(), subject, target, facts, at)?;
-        if let Some((_, p)) = &policy {
+        let mut d = self.decide_with(policy, subject, target, facts, at)?;
+        if let Some((_, p)) = policy {
             self.engine
                 .explain_not_applied(p, &mut d.decision, subject, target, facts, at)
                 .map_err(AppError::internal)?;
         }
         Ok(d)
+    }
+}
+
+/// The version of a schedule in force at `at`: the latest `effective_from`
+/// not after `at`, the higher version on a tie.
+pub fn in_force_at(schedule: &[(i32, DateTime<Utc>)], at: DateTime<Utc>) -> Option<i32> {
+    schedule
+        .iter()
+        .filter(|(_, from)| *from <= at)
+        .max_by_key(|(v, from)| (*from, *v))
+        .map(|(v, _)| *v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_in_force() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap_or_default();
+        let s = vec![(1, t(0)), (2, t(100)), (3, t(50)), (4, t(100))];
+        assert_eq!(in_force_at(&s, t(10)), Some(1));
+        assert_eq!(in_force_at(&s, t(60)), Some(3));
+        assert_eq!(in_force_at(&s, t(100)), Some(4));
+        assert_eq!(in_force_at(&s[1..], t(10)), None);
     }
 }

@@ -12,7 +12,9 @@
 //! # How
 //!
 //! - Every replica LISTENs on one Postgres channel. A status change
-//!   NOTIFYs `inv:<credential>:<origin>:<nonce>` inside its own transaction,
+//!   NOTIFYs `inv:<credential>:<origin>:<nonce>` inside its own transaction
+//!   (a policy publication `pol:<city>:<origin>:<nonce>`, for the schedule
+//!   of a city's policy versions, kept here too),
 //!   so the notice exists exactly when the change committed, and Postgres
 //!   delivers notices to each listener in commit order.
 //! - On a notice, a replica drops the credential from its cache and
@@ -81,6 +83,7 @@ pub struct StatusCache {
     capacity: usize,
     listening: bool,
     entries: RwLock<HashMap<Uuid, Arc<Credential>>>,
+    schedules: RwLock<HashMap<String, Arc<Schedule>>>,
     generation: AtomicU64,
     fresh_until: Mutex<Option<Instant>>,
     probes: Mutex<VecDeque<(u64, Instant)>>,
@@ -94,6 +97,19 @@ pub struct StatusCache {
     /// Hits and misses.
     pub stats: CacheStats,
 }
+
+/// What a change is about: a credential's record, or a city's schedule of
+/// policy versions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// A credential.
+    Credential(Uuid),
+    /// A city's policy versions.
+    Policy(String),
+}
+
+/// The versions of a city's policy and when each takes effect.
+pub type Schedule = Vec<(i32, chrono::DateTime<chrono::Utc>)>;
 
 /// What a fence has heard so far.
 #[derive(Debug, Default, Clone)]
@@ -112,7 +128,7 @@ pub struct Fence {
     nonce: String,
     /// The notice to NOTIFY in the change's transaction.
     pub notice: String,
-    credential: Uuid,
+    subject: Subject,
 }
 
 impl StatusCache {
@@ -124,6 +140,7 @@ impl StatusCache {
             capacity: capacity.max(1),
             listening,
             entries: RwLock::new(HashMap::new()),
+            schedules: RwLock::new(HashMap::new()),
             generation: AtomicU64::new(0),
             fresh_until: Mutex::new(None),
             probes: Mutex::new(VecDeque::new()),
@@ -215,11 +232,47 @@ impl StatusCache {
         }
     }
 
+    /// A city's policy schedule, if the cache may answer.
+    pub fn schedule(&self, city: &str) -> Option<Arc<Schedule>> {
+        if !self.fresh() {
+            return None;
+        }
+        self.schedules.read().ok()?.get(city).cloned()
+    }
+
+    /// Caches a schedule read while the generation was `read_at`.
+    pub fn insert_schedule(&self, city: &str, schedule: Schedule, read_at: u64) {
+        if !self.fresh() {
+            return;
+        }
+        if let Ok(mut map) = self.schedules.write()
+            && self.generation.load(Ordering::Acquire) == read_at
+        {
+            map.insert(city.to_owned(), Arc::new(schedule));
+        }
+    }
+
+    /// Drops whatever `subject` names.
+    fn invalidate_subject(&self, subject: &Subject) {
+        match subject {
+            Subject::Credential(id) => self.invalidate(*id),
+            Subject::Policy(city) => {
+                if let Ok(mut map) = self.schedules.write() {
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    map.remove(city);
+                }
+            }
+        }
+    }
+
     /// The listener lost its connection: notices may be gone. Forget
     /// everything, trust nothing until a new probe comes back.
     fn lost(&self) {
         if let Ok(mut map) = self.entries.write() {
             self.generation.fetch_add(1, Ordering::AcqRel);
+            map.clear();
+        }
+        if let Ok(mut map) = self.schedules.write() {
             map.clear();
         }
         if let Ok(mut f) = self.fresh_until.lock() {
@@ -232,15 +285,24 @@ impl StatusCache {
 
     /// Registers the wait of a change to `credential`, before its commit.
     pub fn fence(self: &Arc<Self>, credential: Uuid) -> Fence {
+        self.fence_for(Subject::Credential(credential))
+    }
+
+    /// Registers the wait of a change to `subject`, before its commit.
+    pub fn fence_for(self: &Arc<Self>, subject: Subject) -> Fence {
         let nonce = Uuid::new_v4().simple().to_string();
         if let Ok(mut w) = self.waiters.lock() {
             w.insert(nonce.clone(), Waiter::default());
         }
+        let notice = match &subject {
+            Subject::Credential(id) => format!("inv:{id}:{}:{nonce}", self.replica),
+            Subject::Policy(city) => format!("pol:{city}:{}:{nonce}", self.replica),
+        };
         Fence {
-            notice: format!("inv:{credential}:{}:{nonce}", self.replica),
+            notice,
             cache: self.clone(),
             nonce,
-            credential,
+            subject,
         }
     }
 
@@ -261,11 +323,16 @@ impl StatusCache {
     fn on_notice(&self, payload: &str) -> Option<String> {
         let mut parts = payload.split(':');
         match parts.next()? {
-            "inv" => {
-                let id = Uuid::parse_str(parts.next()?).ok()?;
+            kind @ ("inv" | "pol") => {
+                let key = parts.next()?;
+                let subject = if kind == "inv" {
+                    Subject::Credential(Uuid::parse_str(key).ok()?)
+                } else {
+                    Subject::Policy(key.to_owned())
+                };
                 let origin = parts.next()?;
                 let nonce = parts.next()?;
-                self.invalidate(id);
+                self.invalidate_subject(&subject);
                 if origin == self.replica {
                     if let Ok(mut w) = self.waiters.lock()
                         && let Some(waiter) = w.get_mut(nonce)
@@ -332,7 +399,13 @@ impl StatusCache {
     /// waited: drops the record here and waits until every replica's lease
     /// covers the change.
     pub async fn wait_out_lease(&self, credential: Uuid) {
-        self.invalidate(credential);
+        self.wait_out_lease_for(Subject::Credential(credential))
+            .await;
+    }
+
+    /// [`StatusCache::wait_out_lease`] for any subject.
+    pub async fn wait_out_lease_for(&self, subject: Subject) {
+        self.invalidate_subject(&subject);
         if self.listening {
             tokio::time::sleep(LEASE + FENCE_MARGIN).await;
         }
@@ -343,7 +416,7 @@ impl Fence {
     /// After the change committed: drops the record here, then waits until
     /// every live peer acknowledged or the lease ran out (see the module docs).
     pub async fn wait(self) {
-        self.cache.invalidate(self.credential);
+        self.cache.invalidate_subject(&self.subject);
         if !self.cache.listening {
             return;
         }
@@ -362,7 +435,7 @@ impl Fence {
             }
             let now = Instant::now();
             if now >= deadline {
-                tracing::warn!(credential = %self.credential, "a replica did not acknowledge a status change; waited out its lease");
+                tracing::warn!(subject = ?self.subject, "a replica did not acknowledge a change; waited out its lease");
                 return;
             }
             // Wake on the next acknowledgement, or re-check peers soon.

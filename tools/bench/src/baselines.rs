@@ -134,3 +134,53 @@ async fn prepare(database_url: &str) -> anyhow::Result<()> {
     db.close().await?;
     Ok(())
 }
+
+/// Transactions per second pgbench gets from the very statement an
+/// issuance runs (`ISSUE_STATEMENT`, its parameters as literals of the same
+/// sizes), at `clients`: what the database alone makes of an issuance's
+/// writes (three rows, seven index entries), the ceiling of IssueCredential.
+pub async fn issuance_statement_tps(
+    database_url: &str,
+    kid: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let literals: [(usize, String); 26] = [
+        (1, format!("'{kid}'")),
+        (2, "'hangzhou'".into()),
+        (3, "'pgbench'".into()),
+        (4, "gen_random_uuid()::text".into()),
+        (5, "'IssueCredential'".into()),
+        (6, "repeat('a', 64)".into()),
+        (7, "convert_to(repeat('x', 1400), 'UTF8')".into()),
+        (8, "now()".into()),
+        (9, "gen_random_uuid()".into()),
+        (10, "'PROFESSIONAL_TITLE'".into()),
+        (11, "'engineering'".into()),
+        (12, "4".into()),
+        (13, "'高级工程师'".into()),
+        (14, "'张三'".into()),
+        (15, "md5(random()::text) || md5(random()::text)".into()),
+        (16, "now()".into()),
+        (17, "NULL::timestamptz".into()),
+        (18, "'active'".into()),
+        (19, "repeat('t', 830)".into()),
+        (20, "'pgbench'".into()),
+        (21, "'pgbench'".into()),
+        (22, "'hangzhou'".into()),
+        (23, "'credential.issued'".into()),
+        (24, "'credential'".into()),
+        (25, "gen_random_uuid()::text".into()),
+        (26, "'{\"issuer_city\":\"hangzhou\",\"category\":\"PROFESSIONAL_TITLE\",\"series\":\"engineering\",\"level\":4,\"kid\":\"k\"}'".into()),
+    ];
+    let mut sql = corridor_server::store::credentials::ISSUE_STATEMENT.to_owned();
+    // Highest first, so that $2 does not eat the start of $26.
+    for (n, lit) in literals.iter().rev() {
+        sql = sql.replace(&format!("${n}"), lit);
+    }
+    let script = format!(
+        "{};\n",
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    pgbench(database_url, &script, clients, seconds)
+}

@@ -297,6 +297,20 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
     let (pg1, pg16) = if need(&["R2"]) {
         let pg1 = baselines::single_row_tps(&ctx.setup.database_url, 1, secs).await?;
         let pg16 = baselines::single_row_tps(&ctx.setup.database_url, n, secs).await?;
+        for clients in [1, n] {
+            let ceiling = baselines::issuance_statement_tps(
+                &ctx.setup.database_url,
+                &subject.kid,
+                clients,
+                secs,
+            )
+            .await?;
+            table.baseline(
+                format!("pgbench of the issuance statement itself (3 rows, 7 index entries), {clients} client(s): the database's ceiling for IssueCredential"),
+                ceiling,
+                "tps",
+            );
+        }
         table.baseline(
             "pgbench single-row insert (700-byte row), 1 client".into(),
             pg1,

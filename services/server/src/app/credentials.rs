@@ -116,6 +116,41 @@ impl AppState {
             }),
         };
         let city = &cmd.issuer_city;
+        // The fast path: one statement, one round trip, with the key this
+        // replica signed with last (the statement checks it is still current).
+        if self.db.get_database_backend() == sea_orm::DbBackend::Postgres
+            && let Some(signing) = self.keyring.last_signing(city)
+        {
+            let now = self.clock.now().trunc_subsecs(0);
+            if let Ok(window) = ValidityWindow::parse(
+                cmd.valid_from.unwrap_or(now),
+                cmd.valid_until,
+                "valid_until",
+            ) {
+                let (c, event) = signed(&signing, &cmd, window, &holder_hash, caller, now)?;
+                let answer = serde_json::to_vec(&c).map_err(AppError::internal)?;
+                let claim = (
+                    caller.subject.as_str(),
+                    cmd.request_id.as_str(),
+                    key.operation,
+                    key.payload_hash(),
+                );
+                let stored = cred_store::issue_in_one_statement(
+                    &self.db,
+                    &c,
+                    (claim.0, claim.1, claim.2, &claim.3),
+                    answer,
+                    &event,
+                )
+                .await?;
+                if stored == cred_store::OneStatement::Stored {
+                    tracing::info!(credential = %c.id, city = %c.issuer_city, "credential issued");
+                    return Ok(c);
+                }
+                // A retry, or a key rotated elsewhere: the general path
+                // replays, refuses, or signs with the current key.
+            }
+        }
         let c = self
             .mutate(
                 caller,
@@ -129,50 +164,12 @@ impl AppState {
                         cmd.valid_until,
                         "valid_until",
                     )?;
-                    // The key row is read FOR SHARE: a rotation waits until this
-                    // credential committed, so nothing is signed after retirement.
+                    // Signed with the key current when this reads it; a rotation
+                    // committing meanwhile leaves `iat` inside the key's window.
                     let key_row = self.current_key(txn, city, "issuer_city").await?;
-                    let key = self.keyring.signing_for(&key_row)?;
-                    let claims = CredentialClaims {
-                        id: Uuid::now_v7(),
-                        issuer_city: city.clone(),
-                        qualification: cmd.qualification.clone(),
-                        holder_name: cmd.holder_name.clone(),
-                        window,
-                        issued_at: now,
-                    };
-                    let token = vc::sign(&key, &claims).map_err(AppError::internal)?;
-                    let c = Credential {
-                        id: claims.id,
-                        issuer_city: city.clone(),
-                        qualification: claims.qualification,
-                        holder_name: claims.holder_name,
-                        holder_hash,
-                        window,
-                        status: Status::Active,
-                        status_reason: None,
-                        kid: key.kid().to_owned(),
-                        token,
-                        issued_by: caller.subject.clone(),
-                        issued_at: now,
-                        updated_at: now,
-                    };
+                    let signing = self.keyring.signing_for(&key_row)?;
+                    let (c, event) = signed(&signing, &cmd, window, &holder_hash, caller, now)?;
                     cred_store::insert(txn, &c).await?;
-                    let q = &c.qualification;
-                    let event = NewEvent::by(
-                        caller,
-                        "credential.issued",
-                        "credential",
-                        c.id,
-                        json!({
-                            "issuer_city": c.issuer_city,
-                            "category": q.category().as_str(),
-                            "series": q.series(),
-                            "level": q.level(),
-                            "kid": c.kid,
-                        }),
-                        now,
-                    );
                     Ok(Done {
                         result: c,
                         events: vec![event],
@@ -324,18 +321,16 @@ impl AppState {
         Ok(found)
     }
 
-    /// The city's current key, read `FOR SHARE` until the end of `txn`.
-    /// None found: the city is unknown (NOT_FOUND naming `field`), or a
-    /// rotation committed while this statement waited for its lock (the
-    /// retired row no longer matches and the new one is not visible to it):
-    /// ABORTED, retry.
+    /// The city's current key as `txn` sees it. None found: the city is
+    /// unknown (NOT_FOUND naming `field`), or a rotation is half-way in what
+    /// this read sees (a rare race): ABORTED, retry.
     pub(crate) async fn current_key(
         &self,
         txn: &sea_orm::DatabaseTransaction,
         city: &CityCode,
         field: &'static str,
     ) -> AppResult<corridor_domain::keys::IssuerKeyRecord> {
-        match key_store::current(txn, city, Lock::Share).await? {
+        match key_store::current(txn, city, Lock::None).await? {
             Some(k) => Ok(k),
             None => {
                 self.known_city(city, field).await?;
@@ -356,6 +351,57 @@ impl AppState {
             }),
         }
     }
+}
+
+/// A new credential signed with `key`, and its audit event.
+fn signed(
+    key: &corridor_domain::keys::IssuerSigningKey,
+    cmd: &IssueCredential,
+    window: ValidityWindow,
+    holder_hash: &corridor_domain::holder::HolderHash,
+    caller: &Caller,
+    now: DateTime<Utc>,
+) -> AppResult<(Credential, NewEvent)> {
+    let claims = CredentialClaims {
+        id: Uuid::now_v7(),
+        issuer_city: cmd.issuer_city.clone(),
+        qualification: cmd.qualification.clone(),
+        holder_name: cmd.holder_name.clone(),
+        window,
+        issued_at: now,
+    };
+    let token = vc::sign(key, &claims).map_err(AppError::internal)?;
+    let c = Credential {
+        id: claims.id,
+        issuer_city: claims.issuer_city,
+        qualification: claims.qualification,
+        holder_name: claims.holder_name,
+        holder_hash: holder_hash.clone(),
+        window,
+        status: Status::Active,
+        status_reason: None,
+        kid: key.kid().to_owned(),
+        token,
+        issued_by: caller.subject.clone(),
+        issued_at: now,
+        updated_at: now,
+    };
+    let q = &c.qualification;
+    let event = NewEvent::by(
+        caller,
+        "credential.issued",
+        "credential",
+        c.id,
+        json!({
+            "issuer_city": c.issuer_city,
+            "category": q.category().as_str(),
+            "series": q.series(),
+            "level": q.level(),
+            "kid": c.kid,
+        }),
+        now,
+    );
+    Ok((c, event))
 }
 
 fn operation_of(t: Transition) -> &'static str {

@@ -44,7 +44,7 @@ pub struct Idempotent<'a> {
 }
 
 impl Idempotent<'_> {
-    fn payload_hash(&self) -> String {
+    pub(crate) fn payload_hash(&self) -> String {
         let mut h = Sha256::new();
         h.update(self.operation.as_bytes());
         h.update([0]);

@@ -12,6 +12,7 @@ use corridor_domain::city::CityCode;
 use corridor_domain::qualification::Qualification;
 use corridor_domain::{RequestId, Violations};
 use corridor_policy::{CompiledPolicy, Diagnostic, Facts, Outcome, Target};
+use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -221,6 +222,7 @@ impl AppState {
             .await?
             .map_err(|d| AppError::Invalid(diagnostics_to_violations(&d)))?;
         let rule_ids: Vec<String> = compiled.rules().iter().map(|r| r.id.clone()).collect();
+        let mut fence = None;
         let view = self
             .mutate(
                 caller,
@@ -250,6 +252,15 @@ impl AppState {
                             "version {version} of {city} was published concurrently; retry"
                         )));
                     }
+                    // Every replica drops the city's schedule when this
+                    // commits; the answer waits for them.
+                    let f = self
+                        .status_cache
+                        .fence_for(crate::status_cache::Subject::Policy(city.to_string()));
+                    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+                        crate::status_cache::notify_in(txn, &f.notice).await?;
+                    }
+                    fence = Some(f);
                     let event = NewEvent::by(
                         caller,
                         "policy.published",
@@ -273,6 +284,14 @@ impl AppState {
                 },
             )
             .await?;
+        match fence {
+            Some(f) => f.wait().await,
+            None => {
+                self.status_cache
+                    .wait_out_lease_for(crate::status_cache::Subject::Policy(city.to_string()))
+                    .await
+            }
+        }
         tracing::info!(city = %city, version = view.version.version, "policy published");
         Ok(view)
     }

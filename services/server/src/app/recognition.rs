@@ -490,7 +490,38 @@ impl AppState {
         let book = &self.policies;
         let target = book.target(conn, city, field).await?;
         let subject = book.subject(conn, cred).await?;
-        book.decide(conn, &subject, &target, facts, at).await
+        let policy = self.policy_in_force(city, at).await?;
+        book.decide_explained(policy.as_ref(), &subject, &target, facts, at)
+    }
+
+    /// The policy of `city` in force at `at`, compiled: from memory when the
+    /// cache may answer (publications notify every replica, like status
+    /// changes), else from the database.
+    pub(crate) async fn policy_in_force(
+        &self,
+        city: &CityCode,
+        at: DateTime<Utc>,
+    ) -> AppResult<Option<crate::policy_book::InForce>> {
+        let schedule = match self.status_cache.schedule(city.as_str()) {
+            Some(s) => s,
+            None => {
+                let read_at = self.status_cache.generation();
+                let s = crate::store::policies::schedule(&self.db, city).await?;
+                self.status_cache
+                    .insert_schedule(city.as_str(), s.clone(), read_at);
+                std::sync::Arc::new(s)
+            }
+        };
+        let Some(version) = crate::policy_book::in_force_at(&schedule, at) else {
+            return Ok(None);
+        };
+        if let Some(p) = self.policies.cached_compiled(city, version) {
+            return Ok(Some((version, p)));
+        }
+        let v = crate::store::policies::get(&self.db, city, version)
+            .await?
+            .ok_or_else(|| AppError::internal(format!("{city} v{version} vanished")))?;
+        Ok(Some((version, self.policies.compiled(&v)?)))
     }
 
     /// Signs the attestation of a decision with the target city's current key.

@@ -203,3 +203,103 @@ pub async fn page_not_from(
         .map(record)
         .collect()
 }
+
+/// The statement of [`issue_in_one_statement`] (`corridor-bench` runs it
+/// under pgbench to measure what the database alone makes of it).
+pub const ISSUE_STATEMENT: &str = "WITH signing AS (
+            SELECT kid FROM issuer_keys
+            WHERE kid = $1 AND city_code = $2 AND status = 'current'
+        ), claim AS (
+            INSERT INTO request_log (caller, request_id, operation, payload_hash, response, created_at)
+            SELECT $3, $4, $5, $6, $7, $8 FROM signing
+            ON CONFLICT (caller, request_id) DO NOTHING
+            RETURNING 1
+        ), credential AS (
+            INSERT INTO credentials (id, issuer_city, category, series, level, title, holder_name,
+                holder_hash, valid_from, valid_until, status, status_reason, kid, token, issued_by,
+                issued_at, updated_at)
+            SELECT $9, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULL, $1, $19, $20, $8, $8
+            FROM claim
+            RETURNING 1
+        ), event AS (
+            INSERT INTO audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail)
+            SELECT $8, $21, $22, $23, $24, $25, $26 FROM credential
+            RETURNING 1
+        )
+        SELECT (SELECT count(*) FROM event)::bigint AS stored";
+
+/// What [`issue_in_one_statement`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneStatement {
+    /// Stored: the request id claimed, the credential, its audit event and
+    /// the answer, committed together.
+    Stored,
+    /// Nothing stored: the signing key is no longer current (rotated
+    /// elsewhere), or the request id was used before (a retry).
+    NotStored,
+}
+
+/// Issuance in one round trip: one statement (one implicit transaction)
+/// that claims the request id with its answer, checks that the signing key
+/// is still the city's current one, and inserts the credential and its
+/// audit event. Each insert depends on the one before, so it all happens or
+/// none of it. (No row lock on the key: a rotation committing during the
+/// statement leaves the credential's `iat` inside the key's signing window,
+/// which is what verification checks; a share lock on one row taken by
+/// every concurrent issuance made them queue on it.)
+#[allow(clippy::too_many_arguments)]
+pub async fn issue_in_one_statement(
+    conn: &impl ConnectionTrait,
+    c: &Credential,
+    (caller, request_id, operation, payload_hash): (&str, &str, &str, &str),
+    answer: Vec<u8>,
+    event: &super::audit::NewEvent,
+) -> Result<OneStatement, DbErr> {
+    use sea_orm::{DbBackend, Statement, Value};
+    let q = &c.qualification;
+    let values: Vec<Value> = vec![
+        c.kid.clone().into(),             // 1
+        c.issuer_city.to_string().into(), // 2
+        caller.into(),                    // 3
+        request_id.into(),                // 4
+        operation.into(),                 // 5
+        payload_hash.into(),              // 6
+        answer.into(),                    // 7
+        c.issued_at.into(),               // 8
+        c.id.into(),                      // 9
+        q.category().as_str().into(),     // 10
+        q.series().into(),                // 11
+        i32::from(q.level()).into(),      // 12
+        q.title().into(),                 // 13
+        c.holder_name.clone().into(),     // 14
+        c.holder_hash.as_str().into(),    // 15
+        c.window.from.into(),             // 16
+        c.window.until.into(),            // 17
+        c.status.as_str().into(),         // 18
+        c.token.clone().into(),           // 19
+        c.issued_by.clone().into(),       // 20
+        event.actor.clone().into(),       // 21
+        event.actor_city.clone().into(),  // 22
+        event.action.into(),              // 23
+        event.subject_type.into(),        // 24
+        event.subject_id.clone().into(),  // 25
+        event.detail.to_string().into(),  // 26
+    ];
+    let sql = ISSUE_STATEMENT;
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    let stored: i64 = match row {
+        Some(r) => r.try_get("", "stored")?,
+        None => 0,
+    };
+    Ok(if stored == 1 {
+        OneStatement::Stored
+    } else {
+        OneStatement::NotStored
+    })
+}

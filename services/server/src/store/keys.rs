@@ -70,8 +70,6 @@ pub async fn for_city(
 pub enum Lock {
     /// A plain read.
     None,
-    /// `FOR SHARE`: signers; a rotation waits until they commit.
-    Share,
     /// `FOR UPDATE`: the rotation itself.
     Update,
 }
@@ -88,7 +86,6 @@ pub async fn current(
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
         q = match lock {
             Lock::None => q,
-            Lock::Share => q.lock_shared(),
             Lock::Update => q.lock_exclusive(),
         };
     }

@@ -60,6 +60,21 @@ pub async fn in_force(
         .transpose()
 }
 
+/// When each version of `city` takes effect: (version, effective_from).
+pub async fn schedule(
+    conn: &impl ConnectionTrait,
+    city: &CityCode,
+) -> Result<Vec<(i32, DateTime<Utc>)>, DbErr> {
+    Ok(Entity::find()
+        .select_only()
+        .column(Column::Version)
+        .column(Column::EffectiveFrom)
+        .filter(Column::CityCode.eq(city.as_str()))
+        .into_tuple::<(i32, DateTime<Utc>)>()
+        .all(conn)
+        .await?)
+}
+
 /// One version.
 pub async fn get(
     conn: &impl ConnectionTrait,
