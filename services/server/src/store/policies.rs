@@ -65,14 +65,14 @@ pub async fn schedule(
     conn: &impl ConnectionTrait,
     city: &CityCode,
 ) -> Result<Vec<(i32, DateTime<Utc>)>, DbErr> {
-    Ok(Entity::find()
+    Entity::find()
         .select_only()
         .column(Column::Version)
         .column(Column::EffectiveFrom)
         .filter(Column::CityCode.eq(city.as_str()))
         .into_tuple::<(i32, DateTime<Utc>)>()
         .all(conn)
-        .await?)
+        .await
 }
 
 /// One version.
