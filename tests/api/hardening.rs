@@ -394,3 +394,237 @@ async fn one_bad_audit_event_costs_no_other_event() {
         .unwrap();
     assert_eq!(stored, 100);
 }
+
+/// Regression (hardening issue, item 3): 600 streams without a token whose
+/// body never finished held the 512 server-wide slots until the 10 s
+/// timeout, and normal calls failed meanwhile. Slots are now taken after
+/// authentication: the same flood leaves normal calls untouched.
+#[tokio::test]
+async fn slow_tokenless_bodies_do_not_starve_callers() {
+    let app = TestApp::spawn().await;
+    let c = crate::support::issue(&app, "hangzhou", "slow-1").await;
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let channel = app.raw_channel().await;
+        for _ in 0..120 {
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            held.push(tokio::spawn(async move {
+                let _ = grpc.ready().await;
+                // A body that never ends, and no token.
+                let body = futures::stream::pending::<Vec<u8>>();
+                let _ = grpc
+                    .client_streaming(
+                        tonic::Request::new(body),
+                        http::uri::PathAndQuery::from_static(
+                            "/g60.talent.v1.CredentialService/GetCredential",
+                        ),
+                        Raw,
+                    )
+                    .await;
+            }));
+        }
+    }
+    // Let the 600 streams reach the server.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut client = app.credentials().await;
+    let token = app.issuer("hangzhou");
+    for _ in 0..16 {
+        let answered = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            client.get_credential(authed(
+                v1::GetCredentialRequest { id: c.id.clone() },
+                &token,
+            )),
+        )
+        .await
+        .expect("answered within 3 s")
+        .expect("OK");
+        assert_eq!(answered.into_inner().credential.unwrap().id, c.id);
+    }
+    for h in held {
+        h.abort();
+    }
+}
+
+/// Regression (hardening issue, item 4): idle connections were never
+/// closed, so a descriptor limit could be exhausted without a word, and a
+/// shutdown waited for ever on an idle TCP connection. Now idle connections
+/// close after the idle timeout, new ones beyond the limit are refused, and
+/// shutdown closes what is left after its grace period.
+#[tokio::test]
+async fn idle_connections_close_and_shutdown_has_a_deadline() {
+    use tokio::io::AsyncReadExt;
+    let mut app = TestApp::spawn_with(|s| {
+        s.limits.idle_timeout_ms = 400;
+        s.limits.max_connections = 8;
+        s.limits.shutdown_grace_ms = 500;
+    })
+    .await;
+    // An idle connection (not even the HTTP/2 preface) is closed: the
+    // server's own preface arrives, then the end of the stream.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), async {
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection stayed open");
+    // Beyond the limit, new connections are closed at once.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let mut ninth = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let read = tokio::time::timeout(std::time::Duration::from_millis(300), ninth.read(&mut buf))
+        .await
+        .expect("the ninth is closed before the idle timeout");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    drop(held);
+    // A shutdown with an idle connection open ends within its grace.
+    let _open = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(5), app.stop())
+        .await
+        .expect("shutdown finished");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// Regression (hardening issue, items 5 and 8): NUL bytes and dates out of
+/// Postgres' range answered INTERNAL; right-to-left overrides and
+/// zero-width characters were signed into credentials. All are now the
+/// client's mistake, INVALID_ARGUMENT naming the field (UNAUTHENTICATED for
+/// a token's `sub`), and nothing is written.
+#[tokio::test]
+async fn bad_text_and_dates_are_the_clients_mistake() {
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let app = TestApp::spawn().await;
+    let mut creds = app.credentials().await;
+    let hz = app.issuer("hangzhou");
+    let base = crate::support::issue_request("bad-text", "hangzhou", "33010619900101123");
+    let cases: Vec<(v1::IssueCredentialRequest, &str)> = vec![
+        (
+            v1::IssueCredentialRequest {
+                holder_name: "张\u{0}三".into(),
+                ..base.clone()
+            },
+            "holder_name",
+        ),
+        (
+            v1::IssueCredentialRequest {
+                holder_name: "abc\u{202E}gpj.exe".into(),
+                ..base.clone()
+            },
+            "holder_name",
+        ),
+        (
+            v1::IssueCredentialRequest {
+                holder_name: "张\u{200B}三".into(),
+                ..base.clone()
+            },
+            "holder_name",
+        ),
+        (
+            v1::IssueCredentialRequest {
+                qualification: Some(v1::Qualification {
+                    title: "高级\u{0}工程师".into(),
+                    ..base.qualification.clone().unwrap()
+                }),
+                ..base.clone()
+            },
+            "qualification.title",
+        ),
+        (
+            v1::IssueCredentialRequest {
+                valid_from: Some(prost_types::Timestamp {
+                    seconds: -219_000_000_000,
+                    nanos: 0,
+                }),
+                ..base.clone()
+            },
+            "valid_from",
+        ),
+    ];
+    for (i, (mut req, field)) in cases.into_iter().enumerate() {
+        req.request_id = format!("bad-text-{i}");
+        let e = creds.issue_credential(authed(req, &hz)).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "case {i}: {e:?}");
+        assert_eq!(corridor_tests::violated_fields(&e), [field], "case {i}");
+    }
+    use corridor_server::store::entities::credential;
+    assert_eq!(credential::Entity::find().count(&app.db).await.unwrap(), 0);
+    // A reason with a NUL byte.
+    let c = crate::support::issue(&app, "hangzhou", "bad-text-ok").await;
+    let e = creds
+        .revoke_credential(authed(
+            v1::RevokeCredentialRequest {
+                request_id: "bad-reason".into(),
+                id: c.id.clone(),
+                reason: "fraud\u{0}".into(),
+            },
+            &hz,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(corridor_tests::violated_fields(&e), ["reason"]);
+    // as_of in year -200000.
+    let e = corridor_proto::v1::recognition_service_client::RecognitionServiceClient::new(
+        app.raw_channel().await,
+    )
+    .evaluate_recognition(authed(
+        v1::EvaluateRecognitionRequest {
+            credential_id: c.id.clone(),
+            target_city: "hefei".into(),
+            facts: None,
+            as_of: Some(prost_types::Timestamp {
+                seconds: -6_311_390_400_000,
+                nanos: 0,
+            }),
+        },
+        &app.verifier(),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(corridor_tests::violated_fields(&e), ["as_of"]);
+    // A forged page token.
+    let forged = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            br#"{"c":{"issued_at":"-5000-01-01T00:00:00Z","id":"00000000-0000-0000-0000-000000000000"},"f":"x"}"#,
+        )
+    };
+    let e = creds
+        .list_credentials(authed(
+            v1::ListCredentialsRequest {
+                page_token: forged,
+                ..Default::default()
+            },
+            &hz,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(corridor_tests::violated_fields(&e), ["page_token"]);
+    // A token whose sub holds a NUL byte.
+    let mut claims = serde_json::to_value(app.minter.claims(
+        "hz\u{0}hr",
+        Some("hangzhou"),
+        &["issuer"],
+        chrono::Utc::now(),
+        chrono::Duration::minutes(5),
+    ))
+    .unwrap();
+    claims["sub"] = serde_json::json!("hz\u{0}hr");
+    let e = creds
+        .get_credential(authed(
+            v1::GetCredentialRequest { id: c.id },
+            &app.minter.sign(&claims).unwrap(),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+}

@@ -8,6 +8,7 @@ mod consistency;
 mod credentials;
 mod hardening;
 mod idempotency;
+mod outages;
 mod privacy;
 mod recognition;
 mod support;

@@ -14,6 +14,8 @@
 
 #![allow(missing_docs)]
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 
 use chrono::Utc;
@@ -176,6 +178,31 @@ impl TestApp {
 
     /// Starts a server on a fresh database, adjusting its settings first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+        Self::spawn_inner(adjust, false).await.0
+    }
+
+    /// Starts a server whose database connections go through a [`Proxy`]
+    /// the test can cut (the test's own `db` connection goes direct).
+    ///
+    /// [`Proxy`]: proxy::Proxy
+    pub async fn spawn_behind_proxy(adjust: impl FnOnce(&mut Settings)) -> (TestApp, proxy::Proxy) {
+        let (app, proxy) = Self::spawn_inner(adjust, true).await;
+        (app, proxy.expect("proxy"))
+    }
+
+    /// The URL of this test's database, through `via` (host:port) if given.
+    pub fn database_url(&self, via: Option<SocketAddr>) -> String {
+        let url = with_database(&self.admin_url, &self.db_name);
+        match via {
+            None => url,
+            Some(addr) => replace_host(&url, &addr.to_string()),
+        }
+    }
+
+    async fn spawn_inner(
+        adjust: impl FnOnce(&mut Settings),
+        behind_proxy: bool,
+    ) -> (TestApp, Option<proxy::Proxy>) {
         let admin_url = with_database(&server_url(), "postgres");
         let admin = single(&admin_url).await;
         let tpl = ensure_template(&admin, &admin_url).await;
@@ -186,12 +213,25 @@ impl TestApp {
             .expect("create test database");
         admin.close().await.ok();
 
-        let db = store::connect(&with_database(&admin_url, &db_name))
+        let direct = with_database(&admin_url, &db_name);
+        let db = store::connect(&direct, std::time::Duration::from_secs(2))
             .await
             .expect("connect test database");
+        let mut the_proxy = None;
+        let server_db = if behind_proxy {
+            let target = host_port(&direct).expect("host:port of DATABASE_URL");
+            let p = proxy::Proxy::start(target).await;
+            let url = replace_host(&direct, &p.addr.to_string());
+            the_proxy = Some(p);
+            store::connect(&url, std::time::Duration::from_secs(2))
+                .await
+                .expect("connect through the proxy")
+        } else {
+            db.clone()
+        };
         let mut settings = Settings::default().with_dev_defaults();
         adjust(&mut settings);
-        let (state, _audit_task) = AppState::from_parts(db.clone(), &settings)
+        let (state, _audit_task) = AppState::from_parts(server_db, &settings)
             .await
             .expect("build state");
         let clock = state.clock.clone();
@@ -207,24 +247,30 @@ impl TestApp {
             .await
         });
         let (minter, _) = dev_identity_minter(&settings.identity.audience);
-        TestApp {
-            addr,
-            db,
-            minter,
-            clock,
-            state: kept,
-            db_name,
-            admin_url,
-            shutdown: Some(tx),
-            server: Some(server),
-        }
+        (
+            TestApp {
+                addr,
+                db,
+                minter,
+                clock,
+                state: kept,
+                db_name,
+                admin_url,
+                shutdown: Some(tx),
+                server: Some(server),
+            },
+            the_proxy,
+        )
     }
 
     /// Starts another server (replica) on this app's database.
     pub async fn replica(&self) -> Replica {
-        let db = store::connect(&with_database(&self.admin_url, &self.db_name))
-            .await
-            .expect("connect replica");
+        let db = store::connect(
+            &with_database(&self.admin_url, &self.db_name),
+            std::time::Duration::from_secs(2),
+        )
+        .await
+        .expect("connect replica");
         let settings = Settings::default().with_dev_defaults();
         let (state, _audit) = AppState::from_parts(db, &settings)
             .await
@@ -339,6 +385,33 @@ impl Drop for TestApp {
         })
         .join();
     }
+}
+
+/// The `host:port` of a postgres URL, resolved.
+pub fn host_port(url: &str) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    let rest = url.split_once("://")?.1;
+    let rest = rest.split_once('@').map_or(rest, |(_, h)| h);
+    let host = rest.split(['/', '?']).next()?;
+    let host = if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:5432")
+    };
+    host.to_socket_addrs().ok()?.next()
+}
+
+/// `url` with its `host:port` replaced by `addr`.
+pub fn replace_host(url: &str, addr: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (user, rest) = match rest.split_once('@') {
+        Some((u, r)) => (format!("{u}@"), r),
+        None => (String::new(), rest),
+    };
+    let tail = rest.find(['/', '?']).map_or("", |i| &rest[i..]);
+    format!("{scheme}://{user}{addr}{tail}")
 }
 
 /// Wraps `msg` in a request carrying `authorization: Bearer <token>`.

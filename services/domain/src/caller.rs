@@ -228,8 +228,13 @@ impl IdentityVerifier {
         let data = jsonwebtoken::decode::<IdentityClaims>(token, key, &self.validation)
             .map_err(|e| Unauthenticated(e.to_string()))?;
         let c = data.claims;
-        if c.sub.trim().is_empty() || c.sub.len() > 200 {
-            return Err(Unauthenticated("sub must be 1 to 200 characters".into()));
+        if c.sub.trim().is_empty()
+            || c.sub.len() > 200
+            || c.sub.chars().any(crate::text::is_deceptive)
+        {
+            return Err(Unauthenticated(
+                "sub must be 1 to 200 characters, none of them control or invisible".into(),
+            ));
         }
         let city = match c.city.as_deref() {
             None | Some("") => None,

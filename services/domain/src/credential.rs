@@ -101,25 +101,16 @@ pub struct IllegalTransition {
     pub from: Status,
 }
 
-/// Parses a status-change reason: 1 to 500 characters after trimming.
+/// Parses a status-change reason: 1 to 500 characters after trimming,
+/// nothing deceptive in it ([`crate::text`]).
 pub fn parse_reason(field: &str, raw: &str) -> Result<String, Violations> {
-    let r = raw.trim();
-    if r.is_empty() || r.chars().count() > 500 {
-        return Err(Violations::one(
-            field,
-            "a reason of 1 to 500 characters is required",
-        ));
-    }
-    Ok(r.to_owned())
+    crate::text::line(field, raw, 500)
 }
 
-/// Parses a holder's display name: 1 to 100 characters after trimming.
+/// Parses a holder's display name: 1 to 100 characters after trimming,
+/// nothing deceptive in it ([`crate::text`]).
 pub fn parse_holder_name(field: &str, raw: &str) -> Result<String, Violations> {
-    let r = raw.trim();
-    if r.is_empty() || r.chars().count() > 100 {
-        return Err(Violations::one(field, "must be 1 to 100 characters"));
-    }
-    Ok(r.to_owned())
+    crate::text::line(field, raw, 100)
 }
 
 /// A validity window: `from` inclusive, `until` exclusive and optional.

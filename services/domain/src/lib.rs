@@ -12,6 +12,8 @@
 //! - [`authz`]: who may call what: the role table, one function per RPC;
 //! - [`recognition`]: the lifecycle of a recorded recognition and how it
 //!   follows its source credential;
+//! - [`text`]: free text people read (names, titles, reasons), without
+//!   control, invisible or direction-changing characters;
 //! - [`verify`]: the verification rules that need the registry (record
 //!   authority, live status, holder binding, throttling).
 //!
@@ -27,6 +29,7 @@ pub mod holder;
 pub mod keys;
 pub mod qualification;
 pub mod recognition;
+pub mod text;
 pub mod vc;
 pub mod verify;
 

@@ -184,17 +184,16 @@ impl Qualification {
             },
             None => None,
         };
-        let title_trimmed = title.trim();
-        if title_trimmed.is_empty() || title_trimmed.chars().count() > 200 {
-            errs.push(format!("{prefix}.title"), "must be 1 to 200 characters");
-        }
+        let title_trimmed = errs
+            .take(crate::text::line(&format!("{prefix}.title"), title, 200))
+            .unwrap_or_default();
         errs.finish()?;
         match (category, level) {
             (Some(category), Some(level)) => Ok(Self {
                 category,
                 series: series.to_owned(),
                 level,
-                title: title_trimmed.to_owned(),
+                title: title_trimmed,
             }),
             // Unreachable: a missing category or level was recorded above.
             _ => Err(Violations::one(prefix, "incomplete qualification")),

@@ -112,7 +112,12 @@ impl Cli {
                 if self.dev {
                     std::fs::create_dir_all("data")?;
                 }
-                let db = store::connect(settings.database_url()?).await?;
+                let db = store::connect_waiting(
+                    settings.database_url()?,
+                    std::time::Duration::from_millis(settings.limits.db_acquire_timeout_ms),
+                    std::time::Duration::from_secs(settings.limits.db_startup_wait_seconds),
+                )
+                .await?;
                 store::migrate(&db).await?;
                 println!("migrations applied");
                 Ok(())

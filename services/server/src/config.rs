@@ -105,12 +105,25 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Per-request deadline, milliseconds.
     pub request_timeout_ms: u64,
-    /// Requests served at once, across connections.
+    /// Requests of authenticated callers served at once, across connections.
     pub max_concurrent_requests: usize,
+    /// Of those, at most this many for one caller subject.
+    pub max_concurrent_per_caller: usize,
+    /// Connections open at once (0: the descriptor limit minus 128).
+    pub max_connections: usize,
+    /// A connection without traffic for this long is closed, milliseconds.
+    pub idle_timeout_ms: u64,
+    /// After a shutdown signal, how long in-flight requests may finish
+    /// before the remaining connections are closed, milliseconds.
+    pub shutdown_grace_ms: u64,
     /// Streams per HTTP/2 connection.
     pub max_concurrent_streams: u32,
     /// Credentials kept in memory for verification (about 1.5 KiB each).
     pub status_cache_entries: usize,
+    /// Longest wait for a database connection, milliseconds (then UNAVAILABLE).
+    pub db_acquire_timeout_ms: u64,
+    /// How long startup keeps trying to reach the database, seconds.
+    pub db_startup_wait_seconds: u64,
 }
 
 impl Default for Limits {
@@ -119,8 +132,14 @@ impl Default for Limits {
             max_message_bytes: 1024 * 1024,
             request_timeout_ms: 10_000,
             max_concurrent_requests: 512,
+            max_concurrent_per_caller: 128,
+            max_connections: 0,
+            idle_timeout_ms: 120_000,
+            shutdown_grace_ms: 10_000,
             max_concurrent_streams: 128,
             status_cache_entries: 20_000,
+            db_acquire_timeout_ms: 2_000,
+            db_startup_wait_seconds: 60,
         }
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! Owns everything between the wire and the database, in layers that only
 //! call downwards:
+//! - [`admission`]: slots of the server's capacity, taken after authentication;
 //! - [`api`]: the gRPC handlers, one module per service in the proto; they
 //!   parse requests into commands, call a use case, convert the answer;
 //! - [`app`]: the use cases, one module per capability; they authorize, own
@@ -28,6 +29,7 @@
 //! the role table) live in `corridor-domain`, recognition policy in
 //! `corridor-policy`; this crate wires them to the network and the database.
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod caller_cache;

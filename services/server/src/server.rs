@@ -21,10 +21,11 @@ use crate::api::recognition::Recognitions;
 use crate::api::verification::Verifier;
 use crate::config::Limits;
 use crate::state::AppState;
-use crate::transport::{incoming, remap_decode_errors};
+use crate::transport::{ConnectionLimits, descriptor_limit, incoming, remap_decode_errors};
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains
-/// in-flight requests.
+/// in-flight requests for at most `limits.shutdown_grace_ms` before it
+/// closes what is still open.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -58,30 +59,33 @@ pub async fn serve(
     let recognitions = RecognitionServiceServer::new(Recognitions::new(state.clone()))
         .max_decoding_message_size(max)
         .max_encoding_message_size(max * 4);
-    health_reporter
-        .set_serving::<PolicyServiceServer<Policies>>()
-        .await;
-    health_reporter
-        .set_serving::<RecognitionServiceServer<Recognitions>>()
-        .await;
-    health_reporter
-        .set_serving::<CityRegistryServiceServer<CityRegistry>>()
-        .await;
-    health_reporter
-        .set_serving::<CredentialServiceServer<Credentials>>()
-        .await;
-    health_reporter
-        .set_serving::<VerificationServiceServer<Verifier>>()
-        .await;
+    // Readiness follows the database: NOT_SERVING while it cannot be
+    // reached, SERVING again on its own (gRPC health; a load balancer or
+    // Kubernetes stops sending traffic meanwhile).
+    let up = database_answers(&state.db).await;
+    set_all(&health_reporter, up).await;
+    tokio::spawn(readiness(state.clone(), health_reporter, up));
 
-    tracing::info!(addr = %listener.local_addr()?, "serving g60.talent.v1");
-    Server::builder()
+    let connections = ConnectionLimits {
+        max_connections: match limits.max_connections {
+            0 => descriptor_limit().map_or(1024, |n| n.saturating_sub(128).max(64)),
+            n => n,
+        },
+        idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
+    };
+    tracing::info!(addr = %listener.local_addr()?, max_connections = connections.max_connections, "serving g60.talent.v1");
+    // The shutdown signal, seen by the server (to drain) and by the deadline.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let server = Server::builder()
         .timeout(Duration::from_millis(limits.request_timeout_ms))
+        // Streams of one connection; admission (slots of the whole server)
+        // happens after authentication, in the handlers (`admission.rs`).
         .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
         .max_concurrent_streams(limits.max_concurrent_streams)
-        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-            limits.max_concurrent_requests,
-        ))
         .layer(tower::util::MapResponseLayer::new(remap_decode_errors))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -91,7 +95,78 @@ pub async fn serve(
         .add_service(verification)
         .add_service(policies)
         .add_service(recognitions)
-        .serve_with_incoming_shutdown(incoming(listener), shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming(listener, connections), signal);
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    let deadline = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = deadline => {
+            tracing::warn!(grace_ms = limits.shutdown_grace_ms, "shutdown deadline passed: closing the connections still open");
+        }
+    }
     Ok(())
+}
+
+/// Every service this server answers, by its gRPC name, and "" (the server
+/// as a whole) for health checks.
+const SERVICES: [&str; 6] = [
+    "",
+    <CityRegistryServiceServer<CityRegistry> as tonic::server::NamedService>::NAME,
+    <CredentialServiceServer<Credentials> as tonic::server::NamedService>::NAME,
+    <VerificationServiceServer<Verifier> as tonic::server::NamedService>::NAME,
+    <PolicyServiceServer<Policies> as tonic::server::NamedService>::NAME,
+    <RecognitionServiceServer<Recognitions> as tonic::server::NamedService>::NAME,
+];
+
+/// How often readiness checks the database.
+pub const READINESS_EVERY: Duration = Duration::from_secs(1);
+
+async fn database_answers(db: &sea_orm::DatabaseConnection) -> bool {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), db.ping()).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn set_all(reporter: &tonic_health::server::HealthReporter, up: bool) {
+    use tonic_health::ServingStatus;
+    let status = if up {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    };
+    for name in SERVICES {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// Sets every service SERVING while the database answers a ping within a
+/// second, NOT_SERVING otherwise; ends when the server's state is gone.
+async fn readiness(
+    state: AppState,
+    reporter: tonic_health::server::HealthReporter,
+    mut last: bool,
+) {
+    let weak = std::sync::Arc::downgrade(&state.inner());
+    drop(state);
+    let mut tick = tokio::time::interval(READINESS_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(inner) = weak.upgrade() else { return };
+        let up = database_answers(&inner.db).await;
+        drop(inner);
+        if up != last {
+            set_all(&reporter, up).await;
+            if up {
+                tracing::info!("the database answers again: ready");
+            } else {
+                tracing::warn!("the database does not answer: not ready");
+            }
+            last = up;
+        }
+    }
 }

@@ -45,6 +45,15 @@ pub struct Inner {
     pub clock: crate::clock::Clock,
     /// Registered credentials in memory, coherent across replicas.
     pub status_cache: Arc<crate::status_cache::StatusCache>,
+    /// Slots of the server's capacity, taken after authentication.
+    pub admission: crate::admission::Admission,
+}
+
+impl AppState {
+    /// The shared parts, for tasks that must not keep them alive.
+    pub fn inner(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
 }
 
 impl std::ops::Deref for AppState {
@@ -59,7 +68,13 @@ impl AppState {
     /// the keyring. Returns the state and the audit writer's task, which ends
     /// after the last clone of the state is dropped.
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, JoinHandle<()>)> {
-        let db = store::connect(settings.database_url()?).await?;
+        let limits = &settings.limits;
+        let db = store::connect_waiting(
+            settings.database_url()?,
+            std::time::Duration::from_millis(limits.db_acquire_timeout_ms),
+            std::time::Duration::from_secs(limits.db_startup_wait_seconds),
+        )
+        .await?;
         if settings.migrate_on_start {
             store::migrate(&db).await?;
         }
@@ -107,6 +122,10 @@ impl AppState {
                 audit,
                 clock: crate::clock::Clock::default(),
                 status_cache,
+                admission: crate::admission::Admission::new(
+                    settings.limits.max_concurrent_requests,
+                    settings.limits.max_concurrent_per_caller,
+                ),
             }),
         };
         Ok((state, audit_task))

@@ -33,6 +33,7 @@ impl CityRegistryService for CityRegistry {
         &self,
         _req: Request<v1::ListCitiesRequest>,
     ) -> Result<Response<v1::ListCitiesResponse>, Status> {
+        let _slot = super::admit_anonymous(&self.state)?;
         let cities = self.state.list_cities().await?;
         Ok(Response::new(v1::ListCitiesResponse {
             cities: cities
@@ -51,6 +52,7 @@ impl CityRegistryService for CityRegistry {
         &self,
         req: Request<v1::GetIssuerKeysRequest>,
     ) -> Result<Response<v1::GetIssuerKeysResponse>, Status> {
+        let _slot = super::admit_anonymous(&self.state)?;
         let city = CityCode::parse("city", &req.get_ref().city).map_err(AppError::from)?;
         let keys = self.state.issuer_keys(&city).await?;
         let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });

@@ -23,12 +23,22 @@ pub fn ts(t: DateTime<Utc>) -> Timestamp {
     }
 }
 
-/// Parses an optional protobuf timestamp.
+/// The earliest instant a request may name (1900-01-01T00:00:00Z).
+pub const EARLIEST_SECONDS: i64 = -2_208_988_800;
+/// The latest instant a request may name (9999-12-31T23:59:59Z).
+pub const LATEST_SECONDS: i64 = 253_402_300_799;
+
+/// Parses an optional protobuf timestamp, between 1900 and 9999: anything
+/// else is a client's mistake (Postgres could not even store year -5000).
 pub fn from_ts(field: &str, t: Option<&Timestamp>) -> Result<Option<DateTime<Utc>>, Violations> {
     match t {
         None => Ok(None),
+        Some(t) if !(EARLIEST_SECONDS..=LATEST_SECONDS).contains(&t.seconds) => Err(
+            Violations::one(field, "must be between 1900-01-01 and 9999-12-31"),
+        ),
         Some(t) => u32::try_from(t.nanos)
             .ok()
+            .filter(|n| *n < 1_000_000_000)
             .and_then(|n| DateTime::<Utc>::from_timestamp(t.seconds, n))
             .map(Some)
             .ok_or_else(|| Violations::one(field, "not a valid timestamp")),

@@ -19,9 +19,39 @@ use corridor_domain::caller::Caller;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-/// Authenticates the caller from `authorization: Bearer <JWT>` and checks
-/// that one of its roles may call `rpc` at all.
-pub fn authenticate<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResult<Caller> {
+/// An authenticated caller and the slots its request holds until it ends.
+#[derive(Debug)]
+pub struct Admitted {
+    /// Who is calling.
+    pub caller: Caller,
+    _ticket: crate::admission::Ticket,
+}
+
+impl std::ops::Deref for Admitted {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+/// Authenticates the caller from `authorization: Bearer <JWT>`, checks
+/// that one of its roles may call `rpc` at all, and admits the request
+/// (`crate::admission`): only then does it hold a slot of the server.
+pub fn authenticate<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResult<Admitted> {
+    let caller = caller_of(state, req, rpc)?;
+    let ticket = state.admission.admit(&caller)?;
+    Ok(Admitted {
+        caller,
+        _ticket: ticket,
+    })
+}
+
+/// Admits a request of an RPC that needs no token.
+pub fn admit_anonymous(state: &AppState) -> AppResult<crate::admission::Ticket> {
+    state.admission.admit_anonymous()
+}
+
+fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResult<Caller> {
     let header = req
         .metadata()
         .get("authorization")

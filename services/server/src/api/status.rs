@@ -6,7 +6,6 @@
 //! with a bare INTERNAL or UNAVAILABLE.
 
 use corridor_domain::Violations;
-use sea_orm::DbErr;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -48,14 +47,13 @@ impl From<AppError> for Status {
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::Aborted(m) => Status::aborted(m),
             AppError::Exhausted(m) => Status::resource_exhausted(m),
+            AppError::Db(e) if crate::store::is_unavailable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
             AppError::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                match e {
-                    DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                        Status::unavailable("the database is unavailable; retry later")
-                    }
-                    _ => Status::internal("internal error"),
-                }
+                Status::internal("internal error")
             }
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");

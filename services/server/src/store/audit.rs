@@ -141,7 +141,7 @@ async fn write_batch(db: &DatabaseConnection, batch: Vec<NewEvent>) {
     loop {
         match copy_many(db, &batch).await {
             Ok(()) => return,
-            Err(e) if is_unreachable(&e) => {
+            Err(e) if super::is_unavailable(&e) => {
                 tracing::warn!(error = %e, events = batch.len(), "audit batch waits for the database");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -158,14 +158,6 @@ async fn write_batch(db: &DatabaseConnection, batch: Vec<NewEvent>) {
             }
         }
     }
-}
-
-/// Whether `e` says the database could not be reached (as opposed to a
-/// statement it refused).
-pub(crate) fn is_unreachable(e: &DbErr) -> bool {
-    matches!(e, DbErr::ConnectionAcquire(_) | DbErr::Conn(_))
-        || matches!(e, DbErr::Exec(sea_orm::RuntimeErr::SqlxError(err)) | DbErr::Query(sea_orm::RuntimeErr::SqlxError(err))
-            if matches!(err.as_ref(), sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed))
 }
 
 /// Appends events with one `COPY` (Postgres), else one multi-row insert.

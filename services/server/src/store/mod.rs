@@ -20,6 +20,29 @@ use corridor_migrations::Migrator;
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use sea_orm_migration::MigratorTrait;
 
+/// Whether `e` means the database could not be used (down, restarting,
+/// unreachable, out of connections), as opposed to refusing a statement:
+/// the client should retry later (UNAVAILABLE), nothing is wrong with its
+/// request. SQLSTATE classes 08 (connection exception) and 57 (operator
+/// intervention: shutdown, crash, cannot connect now), 53300 (too many
+/// connections), and the pool's own timeouts and I/O errors.
+pub fn is_unavailable(e: &DbErr) -> bool {
+    use sea_orm::RuntimeErr;
+    use sea_orm::sqlx::Error as Sqlx;
+    let sqlx = match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(RuntimeErr::SqlxError(s)) | DbErr::Query(RuntimeErr::SqlxError(s)) => s,
+        _ => return false,
+    };
+    match sqlx.as_ref() {
+        Sqlx::Io(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Tls(_) => true,
+        Sqlx::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c == "53300"),
+        _ => false,
+    }
+}
+
 /// The error of a row that does not parse into its record.
 pub(crate) fn corrupt(what: String) -> DbErr {
     DbErr::Custom(format!("corrupt row: {what}"))
@@ -27,12 +50,14 @@ pub(crate) fn corrupt(what: String) -> DbErr {
 
 /// Opens a connection pool. SQLite (the zero-setup dev database) gets a
 /// single connection: SQLite serializes writers anyway, and one connection
-/// avoids `database is locked` errors under concurrent requests.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+/// avoids `database is locked` errors under concurrent requests. A request
+/// waits at most `acquire_timeout` for a connection (well under the request
+/// timeout, so that a client gets UNAVAILABLE, not DEADLINE_EXCEEDED).
+pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10));
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout);
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {
@@ -41,7 +66,70 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(opts).await
 }
 
+/// Connects, retrying with backoff for up to `wait` while the database
+/// cannot be reached (a replica may start before Postgres), saying at each
+/// attempt which database it waits for. Other errors fail at once.
+pub async fn connect_waiting(
+    url: &str,
+    acquire_timeout: Duration,
+    wait: Duration,
+) -> anyhow::Result<DatabaseConnection> {
+    let started = std::time::Instant::now();
+    let mut backoff = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        match connect(url, acquire_timeout).await {
+            Ok(db) => return Ok(db),
+            Err(e) if is_unavailable(&e) && started.elapsed() + backoff < wait => {
+                tracing::warn!(database = %redacted(url), attempt, error = %e, "the database cannot be reached yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(e) => {
+                anyhow::bail!(
+                    "cannot connect to the database at {} (tried for {} s, {attempt} attempt(s)): {e}",
+                    redacted(url),
+                    started.elapsed().as_secs()
+                )
+            }
+        }
+    }
+}
+
+/// A database URL without its user information and query (which may hold
+/// passwords): what logs and errors may show.
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split_once('@').map_or(rest, |(_, host)| host);
+    let rest = rest.split_once('?').map_or(rest, |(path, _)| path);
+    if scheme.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{scheme}://{rest}")
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn urls_lose_their_secrets() {
+        assert_eq!(
+            redacted(
+                "postgres://corridor:s3cret@db.example:5432/corridor?sslmode=verify-full&password=x"
+            ),
+            "postgres://db.example:5432/corridor"
+        );
+        assert_eq!(
+            redacted("sqlite://data/x.sqlite?mode=rwc"),
+            "sqlite://data/x.sqlite"
+        );
+    }
 }
