@@ -272,3 +272,62 @@ async fn health_and_reflection() {
         .into_inner();
     assert!(stream.next().await.unwrap().is_ok());
 }
+
+/// The metrics endpoint (`metrics_listen`) exposes the named series after a
+/// short walk: RPCs by code and duration, caches, verifications,
+/// recognitions by city pair, the database pool.
+#[tokio::test]
+async fn metrics_expose_the_named_series_after_a_walk() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = app.state().clone();
+    tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
+    assert!(corridor_server::metrics::handle().is_some());
+    let c = issue(&app, "hefei", "metrics-1").await;
+    assert!(verify_token(&app, &c.token, "").await.valid);
+    corridor_proto::v1::recognition_service_client::RecognitionServiceClient::new(
+        app.raw_channel().await,
+    )
+    .request_recognition(authed(
+        v1::RequestRecognitionRequest {
+            request_id: "metrics-r".into(),
+            credential_id: c.id.clone(),
+            target_city: "songjiang".into(),
+            facts: None,
+        },
+        &app.token("sj", Some("songjiang"), &["recognizer"]),
+    ))
+    .await
+    .unwrap();
+    // A refused call, to see a non-OK code.
+    let _ = app
+        .credentials()
+        .await
+        .get_credential(tonic::Request::new(v1::GetCredentialRequest { id: c.id }))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for series in [
+        "corridor_grpc_requests_total{service=\"g60.talent.v1.CredentialService\",method=\"IssueCredential\",code=\"Ok\"}",
+        "corridor_grpc_requests_total{service=\"g60.talent.v1.CredentialService\",method=\"GetCredential\",code=\"Unauthenticated\"}",
+        "corridor_grpc_request_duration_seconds_bucket",
+        "corridor_grpc_requests_in_flight",
+        "corridor_cache_lookups_total{cache=\"caller_token\"",
+        "corridor_cache_lookups_total{cache=\"issuer_key\"",
+        "corridor_cache_lookups_total{cache=\"status\"",
+        "corridor_verifications_total{valid=\"true\",failed_check=\"none\"}",
+        "corridor_recognitions_total{source=\"hefei\",target=\"songjiang\",outcome=\"CONDITIONAL\"}",
+        "corridor_db_pool_connections",
+        "corridor_db_pool_idle_connections",
+    ] {
+        assert!(body.contains(series), "{series} missing from\n{body}");
+    }
+}

@@ -11,5 +11,6 @@ mod idempotency;
 mod outages;
 mod privacy;
 mod recognition;
+mod startup;
 mod support;
 mod verification;

@@ -85,9 +85,22 @@ impl Cli {
 
     /// Runs the command.
     pub async fn run(self) -> anyhow::Result<()> {
+        let _telemetry = match &self.command {
+            // `serve` sets up logs from its configuration.
+            Command::Serve { .. } => None,
+            _ => Some(crate::telemetry::init(
+                crate::config::LogFormat::Text,
+                None,
+            )?),
+        };
         match &self.command {
             Command::Serve { listen } => {
                 let mut settings = self.settings()?;
+                let _telemetry =
+                    crate::telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())?;
+                if settings.metrics_listen.is_some() && crate::metrics::handle().is_none() {
+                    anyhow::bail!("the metrics recorder could not be installed");
+                }
                 if let Some(l) = listen {
                     settings.listen = *l;
                 }
@@ -100,6 +113,15 @@ impl Cli {
                 let (state, audit_task) = AppState::build(&settings).await?;
                 if self.dev {
                     crate::sample::seed(&state).await?;
+                }
+                if let Some(addr) = settings.metrics_listen {
+                    let metrics = TcpListener::bind(addr).await?;
+                    let state = state.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = crate::metrics::serve(metrics, state).await {
+                            tracing::error!(error = %e, "metrics server stopped");
+                        }
+                    });
                 }
                 let listener = TcpListener::bind(settings.listen).await?;
                 server::serve(listener, state, settings.limits, shutdown_signal()).await?;

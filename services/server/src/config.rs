@@ -57,6 +57,41 @@ pub struct Settings {
     pub identity: IdentitySettings,
     /// Server limits.
     pub limits: Limits,
+    /// Log lines as `text` (colour only on a terminal) or `json`.
+    pub log_format: LogFormat,
+    /// Where Prometheus metrics are served over HTTP (`GET /metrics`); off
+    /// when unset.
+    pub metrics_listen: Option<SocketAddr>,
+    /// An OpenTelemetry collector (OTLP over gRPC, e.g.
+    /// `http://otel-collector:4317`) to send traces to; off when unset.
+    pub otlp_endpoint: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: one line per event, coloured on a terminal only.
+    #[default]
+    Text,
+    /// For log pipelines: one JSON object per line.
+    Json,
+}
+
+/// Everything secret or derived from configuration that the server needs,
+/// checked before anything touches the database.
+#[derive(Debug)]
+pub struct Checked {
+    /// The database URL.
+    pub database_url: String,
+    /// The key-encryption key.
+    pub kek: KeyEncryptionKey,
+    /// The national-ID hasher.
+    pub hasher: HolderHasher,
+    /// The identity-token verifier.
+    pub identity: IdentityVerifier,
+    /// The secret page tokens are signed under.
+    pub page_token_secret: Vec<u8>,
 }
 
 /// Secret keys, base64 (standard alphabet).
@@ -157,6 +192,9 @@ impl Default for Settings {
                 keys: Vec::new(),
             },
             limits: Limits::default(),
+            log_format: LogFormat::Text,
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 }
@@ -176,14 +214,49 @@ pub enum ConfigError {
 }
 
 impl Settings {
-    /// Loads defaults, then `file` (if given and present), then `CORRIDOR_*`.
+    /// Loads defaults, then `file` (if given: it must exist), then
+    /// `CORRIDOR_*` environment variables.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Settings::default()));
         if let Some(f) = file {
+            if !f.is_file() {
+                return Err(ConfigError::Load(format!(
+                    "the configuration file {} does not exist (or is not a file)",
+                    f.display()
+                )));
+            }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("CORRIDOR_").split("__"));
+        // `identity.keys` from the environment may be JSON (what Kubernetes
+        // manifests write) as well as TOML's inline form, which figment
+        // parses itself.
+        let json_keys = std::env::var("CORRIDOR_IDENTITY__KEYS")
+            .ok()
+            .filter(|v| v.trim_start().starts_with('['))
+            .and_then(|v| serde_json::from_str::<Vec<IdpKey>>(&v).ok());
+        let skip_keys = json_keys.is_some();
+        fig = fig.merge(
+            Env::prefixed("CORRIDOR_")
+                .split("__")
+                .filter(move |k| !(skip_keys && k.as_str().eq_ignore_ascii_case("identity.keys"))),
+        );
+        if let Some(keys) = json_keys {
+            fig = fig.merge(Serialized::default("identity.keys", keys));
+        }
         fig.extract().map_err(|e| ConfigError::Load(e.to_string()))
+    }
+
+    /// Checks every setting the server needs and derives its keys, before
+    /// anything touches the database: a replica with a short key or a
+    /// missing secret must not migrate or seed a shared database first.
+    pub fn check(&self) -> Result<Checked, ConfigError> {
+        Ok(Checked {
+            database_url: self.database_url()?.to_owned(),
+            kek: self.kek()?,
+            hasher: self.holder_hasher()?,
+            identity: self.identity_verifier()?,
+            page_token_secret: self.page_token_secret()?,
+        })
     }
 
     /// Fills in development values for whatever is not configured.
@@ -292,6 +365,36 @@ mod tests {
         assert!(s.database_url().is_err());
         let d = Settings::default().with_dev_defaults();
         assert!(d.kek().is_ok() && d.holder_hasher().is_ok() && d.identity_verifier().is_ok());
+    }
+
+    #[test]
+    fn a_missing_configuration_file_is_named() {
+        let e = Settings::load(Some(Path::new("/nonexistent/corridor.toml")))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("/nonexistent/corridor.toml"), "{e}");
+    }
+
+    /// `identity.keys` from the environment, as JSON and as TOML.
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's own signature
+    fn identity_keys_from_the_environment_in_either_form() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "CORRIDOR_IDENTITY__KEYS",
+                r#"[{"kid":"idp-1","x":"AAAA"},{"kid":"idp-2","x":"BBBB"}]"#,
+            );
+            jail.set_env("CORRIDOR_LOG_FORMAT", "json");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.identity.keys.len(), 2);
+            assert_eq!(s.identity.keys[1].kid, "idp-2");
+            assert_eq!(s.log_format, LogFormat::Json);
+            jail.set_env("CORRIDOR_IDENTITY__KEYS", r#"[{kid="idp-3", x="CCCC"}]"#);
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.identity.keys[0].kid, "idp-3");
+            Ok(())
+        });
     }
 
     #[test]

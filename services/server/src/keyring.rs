@@ -30,6 +30,56 @@ pub const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the background task reloads the cache.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Refuses a key-encryption key that does not open every city's current
+/// key. Read with plain SQL (no entity) so that it works on a schema older
+/// than this binary's, before any migration; a database without the table
+/// (a fresh one) has nothing to check.
+///
+/// Why: a replica started with the wrong KEK answered INTERNAL to every
+/// issuance, and a rotation it served sealed the city's new key under the
+/// wrong KEK, breaking issuance on every correctly configured replica.
+pub async fn check_kek(db: &DatabaseConnection, kek: &KeyEncryptionKey) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let exists = match backend {
+        sea_orm::DbBackend::Postgres => "SELECT to_regclass('issuer_keys') IS NOT NULL AS present",
+        _ => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'issuer_keys') AS present"
+        }
+    };
+    let present: bool = match db
+        .query_one_raw(Statement::from_string(backend, exists))
+        .await?
+    {
+        Some(row) => row.try_get("", "present")?,
+        None => false,
+    };
+    if !present {
+        return Ok(());
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT kid, city_code, sealed_private_key FROM issuer_keys WHERE status = 'current'",
+        ))
+        .await?;
+    for row in rows {
+        let kid: String = row.try_get("", "kid")?;
+        let city: String = row.try_get("", "city_code")?;
+        let sealed: Vec<u8> = row.try_get("", "sealed_private_key")?;
+        let code = CityCode::parse("city", &city)
+            .map_err(|_| anyhow::anyhow!("issuer key {kid} has a malformed city {city}"))?;
+        if IssuerSigningKey::unseal(&kid, code, &sealed, kek).is_err() {
+            anyhow::bail!(
+                "the configured key-encryption key does not open {city}'s current issuer key {kid}: \
+                 secrets.key_encryption_key must be the key that sealed the keys in this database; \
+                 refusing to start (nothing was written)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The keyring shared by all use cases.
 pub struct Keyring {
     kek: KeyEncryptionKey,
@@ -122,7 +172,9 @@ impl Keyring {
         db: &DatabaseConnection,
         kid: &str,
     ) -> AppResult<Option<Arc<IssuerVerifyingKey>>> {
-        if let Some(k) = self.cached(kid) {
+        let cached = self.cached(kid);
+        crate::metrics::cache_lookup("issuer_key", cached.is_some());
+        if let Some(k) = cached {
             return Ok(Some(k));
         }
         let mut last = self.last_miss_reload.lock().await;

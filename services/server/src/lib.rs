@@ -11,6 +11,8 @@
 //! - [`store`]: the database connection and repository functions, one module
 //!   per table, returning typed records;
 //! - [`clock`]: the time the use cases see (tests move it);
+//! - [`metrics`]: Prometheus metrics and the RPC layer that counts and times calls;
+//! - [`telemetry`]: logs (text or JSON) and OpenTelemetry traces;
 //! - [`paging`]: page sizes and signed page tokens of the List use cases;
 //! - [`keyring`]: the in-memory cache of city issuer keys;
 //! - [`policy_book`]: compiled recognition policies and the policy in force;
@@ -38,6 +40,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keyring;
+pub mod metrics;
 pub mod paging;
 pub mod policy_book;
 pub mod sample;
@@ -45,5 +48,6 @@ pub mod server;
 pub mod state;
 pub mod status_cache;
 pub mod store;
+pub mod telemetry;
 pub mod throttle;
 pub mod transport;

@@ -1,17 +1,11 @@
-//! `corridor`: the Talent Corridor binary. Telemetry, arguments, run.
+//! `corridor`: the Talent Corridor binary. Arguments, then the command
+//! (which sets up logs and traces from the configuration).
 
 use clap::Parser;
 use corridor_server::cli::Cli;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     match Cli::parse().run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -62,7 +62,13 @@ pub async fn serve(
     // Readiness follows the database: NOT_SERVING while it cannot be
     // reached, SERVING again on its own (gRPC health; a load balancer or
     // Kubernetes stops sending traffic meanwhile).
-    let up = database_answers(&state.db).await;
+    // Liveness: the process answers (service "liveness"). Readiness: the
+    // database answers and no migration is pending (service "" and each API
+    // service).
+    health_reporter
+        .set_service_status("liveness", tonic_health::ServingStatus::Serving)
+        .await;
+    let up = ready(&state.db).await;
     set_all(&health_reporter, up).await;
     tokio::spawn(readiness(state.clone(), health_reporter, up));
 
@@ -86,6 +92,7 @@ pub async fn serve(
         // happens after authentication, in the handlers (`admission.rs`).
         .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
         .max_concurrent_streams(limits.max_concurrent_streams)
+        .layer(crate::metrics::RpcMetricsLayer)
         .layer(tower::util::MapResponseLayer::new(remap_decode_errors))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -124,10 +131,19 @@ const SERVICES: [&str; 6] = [
 /// How often readiness checks the database.
 pub const READINESS_EVERY: Duration = Duration::from_secs(1);
 
-async fn database_answers(db: &sea_orm::DatabaseConnection) -> bool {
+/// Ready: the database answers within a second and has no pending
+/// migration (a replica started with `migrate_on_start = false` waits for
+/// the migration job).
+async fn ready(db: &sea_orm::DatabaseConnection) -> bool {
+    use sea_orm_migration::MigratorTrait;
+    let check = async {
+        db.ping().await?;
+        let pending = corridor_migrations::Migrator::get_pending_migrations(db).await?;
+        Ok::<bool, sea_orm::DbErr>(pending.is_empty())
+    };
     matches!(
-        tokio::time::timeout(Duration::from_secs(1), db.ping()).await,
-        Ok(Ok(()))
+        tokio::time::timeout(Duration::from_secs(1), check).await,
+        Ok(Ok(true))
     )
 }
 
@@ -157,14 +173,16 @@ async fn readiness(
     loop {
         tick.tick().await;
         let Some(inner) = weak.upgrade() else { return };
-        let up = database_answers(&inner.db).await;
+        let up = ready(&inner.db).await;
         drop(inner);
         if up != last {
             set_all(&reporter, up).await;
             if up {
-                tracing::info!("the database answers again: ready");
+                tracing::info!("the database answers and is migrated: ready");
             } else {
-                tracing::warn!("the database does not answer: not ready");
+                tracing::warn!(
+                    "the database does not answer, or migrations are pending: not ready"
+                );
             }
             last = up;
         }

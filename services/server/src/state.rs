@@ -64,21 +64,25 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// Connects, migrates if configured, creates missing city keys and loads
-    /// the keyring. Returns the state and the audit writer's task, which ends
-    /// after the last clone of the state is dropped.
+    /// Checks the configuration, connects, checks that the key-encryption
+    /// key opens the keys already there, migrates if configured, creates
+    /// missing city keys and loads the keyring. Nothing is written before
+    /// every check passed. Returns the state and the audit writer's task,
+    /// which ends after the last clone of the state is dropped.
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let checked = settings.check()?;
         let limits = &settings.limits;
         let db = store::connect_waiting(
-            settings.database_url()?,
+            &checked.database_url,
             std::time::Duration::from_millis(limits.db_acquire_timeout_ms),
             std::time::Duration::from_secs(limits.db_startup_wait_seconds),
         )
         .await?;
+        crate::keyring::check_kek(&db, &checked.kek).await?;
         if settings.migrate_on_start {
             store::migrate(&db).await?;
         }
-        Self::from_parts(db, settings).await
+        Self::from_checked(db, settings, checked).await
     }
 
     /// Like [`AppState::build`] on an existing, migrated connection.
@@ -86,7 +90,17 @@ impl AppState {
         db: DatabaseConnection,
         settings: &Settings,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
-        let keyring = Arc::new(Keyring::new(settings.kek()?));
+        let checked = settings.check()?;
+        crate::keyring::check_kek(&db, &checked.kek).await?;
+        Self::from_checked(db, settings, checked).await
+    }
+
+    async fn from_checked(
+        db: DatabaseConnection,
+        settings: &Settings,
+        checked: crate::config::Checked,
+    ) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let keyring = Arc::new(Keyring::new(checked.kek));
         let cities: Vec<_> = store::cities::all(&db)
             .await?
             .into_iter()
@@ -103,7 +117,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("loading default policies: {e}"))?;
         let (audit, audit_task) = AuditWriter::spawn(db.clone());
         tokio::spawn(Keyring::refresh_loop(Arc::downgrade(&keyring), db.clone()));
-        let hasher = settings.holder_hasher()?;
+        let hasher = checked.hasher;
         let status_cache = Arc::new(crate::status_cache::StatusCache::new(
             settings.limits.status_cache_entries,
             db.get_database_backend() == sea_orm::DbBackend::Postgres,
@@ -111,11 +125,11 @@ impl AppState {
         status_cache.start(&db);
         let state = Self {
             inner: Arc::new(Inner {
-                page_tokens: PageTokens::derived_from(&settings.page_token_secret()?)?,
+                page_tokens: PageTokens::derived_from(&checked.page_token_secret)?,
                 db,
                 keyring,
                 hasher,
-                identity: settings.identity_verifier()?,
+                identity: checked.identity,
                 policies,
                 holder_throttle: Default::default(),
                 callers: Default::default(),

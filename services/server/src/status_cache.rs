@@ -192,6 +192,7 @@ impl StatusCache {
             &self.stats.misses
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_lookup("status", hit.is_some());
         hit
     }
 

@@ -63,7 +63,9 @@ fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResul
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(AppError::Unauthenticated)?
         .trim();
-    let caller = match state.callers.get(token) {
+    let cached = state.callers.get(token);
+    crate::metrics::cache_lookup("caller_token", cached.is_some());
+    let caller = match cached {
         Some(caller) => caller,
         None => {
             let (caller, exp) = state.identity.verify_until(token).map_err(|e| {

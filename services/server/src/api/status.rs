@@ -49,6 +49,7 @@ impl From<AppError> for Status {
             AppError::Exhausted(m) => Status::resource_exhausted(m),
             AppError::Db(e) if crate::store::is_unavailable(&e) => {
                 tracing::warn!(error = %e, "database unavailable");
+                metrics::counter!("corridor_db_unavailable_total").increment(1);
                 Status::unavailable("the database is unavailable; retry later")
             }
             AppError::Db(e) => {

@@ -230,6 +230,16 @@ impl AppState {
             },
         )
         .await
+        .inspect(|v| {
+            let r = &v.recognition;
+            metrics::counter!(
+                "corridor_recognitions_total",
+                "source" => r.source_city.to_string(),
+                "target" => r.target_city.to_string(),
+                "outcome" => r.outcome.as_str(),
+            )
+            .increment(1);
+        })
     }
 
     /// Re-decides an open CONDITIONAL recognition with new facts, under the

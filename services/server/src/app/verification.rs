@@ -140,6 +140,12 @@ impl AppState {
             .filter(|(_, o)| !o.ok())
             .map(|(c, _)| c.as_str())
             .collect();
+        metrics::counter!(
+            "corridor_verifications_total",
+            "valid" => if verdict.report.valid { "true" } else { "false" },
+            "failed_check" => failed.first().copied().unwrap_or("none"),
+        )
+        .increment(1);
         self.audit
             .record(NewEvent::by(
                 caller,

@@ -81,6 +81,7 @@ fn active(ev: NewEvent) -> audit_event::ActiveModel {
 }
 
 /// Appends one event on `conn` (a transaction, normally).
+#[tracing::instrument(skip_all, name = "db.audit.append")]
 pub async fn append(conn: &impl ConnectionTrait, ev: NewEvent) -> Result<(), DbErr> {
     audit_event::Entity::insert(active(ev))
         .exec_without_returning(conn)
@@ -89,6 +90,7 @@ pub async fn append(conn: &impl ConnectionTrait, ev: NewEvent) -> Result<(), DbE
 }
 
 /// Appends several events in one statement.
+#[tracing::instrument(skip_all, name = "db.audit.append_many")]
 pub async fn append_many(conn: &impl ConnectionTrait, evs: Vec<NewEvent>) -> Result<(), DbErr> {
     if evs.is_empty() {
         return Ok(());
@@ -119,6 +121,7 @@ impl AuditWriter {
 
     /// Queues an event. Waits when the queue is full (back-pressure rather
     /// than dropping audit events).
+    #[tracing::instrument(skip_all, name = "db.audit.record")]
     pub async fn record(&self, ev: NewEvent) {
         if self.tx.send(ev).await.is_err() {
             tracing::error!("audit writer is gone; an event was not recorded");
@@ -161,6 +164,7 @@ async fn write_batch(db: &DatabaseConnection, batch: Vec<NewEvent>) {
 }
 
 /// Appends events with one `COPY` (Postgres), else one multi-row insert.
+#[tracing::instrument(skip_all, name = "db.audit.copy_many")]
 pub async fn copy_many(db: &DatabaseConnection, evs: &[NewEvent]) -> Result<(), DbErr> {
     if evs.is_empty() {
         return Ok(());

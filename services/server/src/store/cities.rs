@@ -29,6 +29,7 @@ fn record(m: Model) -> Result<City, DbErr> {
 }
 
 /// Every corridor city, ordered by code.
+#[tracing::instrument(skip_all, name = "db.cities.all")]
 pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<City>, DbErr> {
     Entity::find()
         .order_by_asc(Column::Code)
@@ -40,6 +41,7 @@ pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<City>, DbErr> {
 }
 
 /// One city by code.
+#[tracing::instrument(skip_all, name = "db.cities.get")]
 pub async fn get(conn: &impl ConnectionTrait, code: &CityCode) -> Result<Option<City>, DbErr> {
     Entity::find_by_id(code.to_string())
         .one(conn)

@@ -75,6 +75,7 @@ fn active(c: &Credential) -> credential::ActiveModel {
 }
 
 /// Inserts an issued credential.
+#[tracing::instrument(skip_all, name = "db.credentials.insert")]
 pub async fn insert(conn: &impl ConnectionTrait, c: &Credential) -> Result<(), DbErr> {
     Entity::insert(active(c))
         .exec_without_returning(conn)
@@ -83,6 +84,7 @@ pub async fn insert(conn: &impl ConnectionTrait, c: &Credential) -> Result<(), D
 }
 
 /// One credential by id: the single round trip of a verify by id.
+#[tracing::instrument(skip_all, name = "db.credentials.get")]
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Credential>, DbErr> {
     Entity::find_by_id(id)
         .one(conn)
@@ -93,6 +95,7 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Credent
 
 /// One credential by id, row-locked until the end of the transaction
 /// (Postgres `FOR UPDATE`), for a status change or a recognition.
+#[tracing::instrument(skip_all, name = "db.credentials.get_for_update")]
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: Uuid,
@@ -105,6 +108,7 @@ pub async fn get_for_update(
 }
 
 /// Stores a credential's new status, reason and change time.
+#[tracing::instrument(skip_all, name = "db.credentials.set_status")]
 pub async fn set_status(conn: &impl ConnectionTrait, c: &Credential) -> Result<(), DbErr> {
     Entity::update_many()
         .col_expr(Column::Status, Expr::value(c.status.as_str()))
@@ -141,6 +145,7 @@ pub struct Cursor {
 /// Lists up to `limit` credentials newest first (issued_at, then id, both
 /// descending), strictly after `after`. Keyset pagination: stable under
 /// concurrent inserts and as fast on page 1000 as on page 1.
+#[tracing::instrument(skip_all, name = "db.credentials.list")]
 pub async fn list(
     conn: &impl ConnectionTrait,
     filter: &Filter,
@@ -185,6 +190,7 @@ pub async fn list(
 
 /// A page of credentials not issued by `city`, by id, after `after`: the
 /// population a policy simulation runs over.
+#[tracing::instrument(skip_all, name = "db.credentials.page_not_from")]
 pub async fn page_not_from(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -248,6 +254,7 @@ pub enum OneStatement {
 /// which is what verification checks; a share lock on one row taken by
 /// every concurrent issuance made them queue on it.)
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(skip_all, name = "db.credentials.issue_in_one_statement")]
 pub async fn issue_in_one_statement(
     conn: &impl ConnectionTrait,
     c: &Credential,

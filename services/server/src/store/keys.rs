@@ -45,11 +45,13 @@ fn records(rows: Vec<issuer_key::Model>) -> Result<Vec<IssuerKeyRecord>, DbErr> 
 }
 
 /// Every key of every city.
+#[tracing::instrument(skip_all, name = "db.keys.all")]
 pub async fn all(conn: &impl ConnectionTrait) -> Result<Vec<IssuerKeyRecord>, DbErr> {
     records(Entity::find().all(conn).await?)
 }
 
 /// A city's keys: current first, then retired newest first.
+#[tracing::instrument(skip_all, name = "db.keys.for_city")]
 pub async fn for_city(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -75,6 +77,7 @@ pub enum Lock {
 }
 
 /// The current key of a city.
+#[tracing::instrument(skip_all, name = "db.keys.current")]
 pub async fn current(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -94,6 +97,7 @@ pub async fn current(
 
 /// Inserts a new current key unless the city already has one (another
 /// replica won the race). Returns whether it was inserted.
+#[tracing::instrument(skip_all, name = "db.keys.insert_current_if_none")]
 pub async fn insert_current_if_none(
     conn: &impl ConnectionTrait,
     key: &IssuerKeyRecord,
@@ -121,6 +125,7 @@ pub async fn insert_current_if_none(
 }
 
 /// Retires a key at `now`.
+#[tracing::instrument(skip_all, name = "db.keys.retire")]
 pub async fn retire(
     conn: &impl ConnectionTrait,
     kid: &str,

@@ -44,6 +44,7 @@ fn record(m: policy_version::Model) -> Result<PolicyVersion, DbErr> {
 
 /// The version of `city` in force at `at`: the latest `effective_from` not
 /// after `at`, the higher version on a tie.
+#[tracing::instrument(skip_all, name = "db.policies.in_force")]
 pub async fn in_force(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -61,6 +62,7 @@ pub async fn in_force(
 }
 
 /// When each version of `city` takes effect: (version, effective_from).
+#[tracing::instrument(skip_all, name = "db.policies.schedule")]
 pub async fn schedule(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -76,6 +78,7 @@ pub async fn schedule(
 }
 
 /// One version.
+#[tracing::instrument(skip_all, name = "db.policies.get")]
 pub async fn get(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -89,6 +92,7 @@ pub async fn get(
 }
 
 /// The highest version number of `city` (0 when none).
+#[tracing::instrument(skip_all, name = "db.policies.latest_version")]
 pub async fn latest_version(conn: &impl ConnectionTrait, city: &CityCode) -> Result<i32, DbErr> {
     Ok(Entity::find()
         .filter(Column::CityCode.eq(city.as_str()))
@@ -99,6 +103,7 @@ pub async fn latest_version(conn: &impl ConnectionTrait, city: &CityCode) -> Res
 }
 
 /// Versions of `city` below `before` (all when `None`), newest first.
+#[tracing::instrument(skip_all, name = "db.policies.list")]
 pub async fn list(
     conn: &impl ConnectionTrait,
     city: &CityCode,
@@ -120,6 +125,7 @@ pub async fn list(
 
 /// Inserts a version. `Ok(false)` when that version number already exists
 /// (a concurrent publication, or the defaults inserted by another replica).
+#[tracing::instrument(skip_all, name = "db.policies.insert")]
 pub async fn insert(conn: &impl ConnectionTrait, v: &PolicyVersion) -> Result<bool, DbErr> {
     let am = policy_version::ActiveModel {
         city_code: Set(v.city.to_string()),

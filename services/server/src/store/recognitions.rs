@@ -63,6 +63,7 @@ fn active(r: &Recognition) -> Result<recognition::ActiveModel, DbErr> {
 }
 
 /// Inserts a recognition.
+#[tracing::instrument(skip_all, name = "db.recognitions.insert")]
 pub async fn insert(conn: &impl ConnectionTrait, r: &Recognition) -> Result<(), DbErr> {
     Entity::insert(active(r)?)
         .exec_without_returning(conn)
@@ -71,12 +72,14 @@ pub async fn insert(conn: &impl ConnectionTrait, r: &Recognition) -> Result<(), 
 }
 
 /// Replaces a recognition's decision (re-decision after new facts).
+#[tracing::instrument(skip_all, name = "db.recognitions.update")]
 pub async fn update(conn: &impl ConnectionTrait, r: &Recognition) -> Result<(), DbErr> {
     Entity::update(active(r)?).exec(conn).await?;
     Ok(())
 }
 
 /// One recognition.
+#[tracing::instrument(skip_all, name = "db.recognitions.get")]
 pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Recognition>, DbErr> {
     Entity::find_by_id(id)
         .one(conn)
@@ -86,6 +89,7 @@ pub async fn get(conn: &impl ConnectionTrait, id: Uuid) -> Result<Option<Recogni
 }
 
 /// One recognition, row-locked for the transaction (Postgres).
+#[tracing::instrument(skip_all, name = "db.recognitions.get_for_update")]
 pub async fn get_for_update(
     conn: &impl ConnectionTrait,
     id: Uuid,
@@ -98,6 +102,7 @@ pub async fn get_for_update(
 }
 
 /// The latest recognition of `credential` into `city`.
+#[tracing::instrument(skip_all, name = "db.recognitions.latest_for")]
 pub async fn latest_for(
     conn: &impl ConnectionTrait,
     credential: Uuid,
@@ -116,6 +121,7 @@ pub async fn latest_for(
 
 /// The facts of the latest recognition into `city` of each of `credentials`
 /// that has one (a policy simulation replays them).
+#[tracing::instrument(skip_all, name = "db.recognitions.latest_facts_for")]
 pub async fn latest_facts_for(
     conn: &impl ConnectionTrait,
     credentials: &[Uuid],
@@ -165,6 +171,7 @@ pub struct Cursor {
 }
 
 /// Lists newest first (decided_at, id), strictly after `after`.
+#[tracing::instrument(skip_all, name = "db.recognitions.list")]
 pub async fn list(
     conn: &impl ConnectionTrait,
     f: &Filter,
@@ -206,6 +213,7 @@ pub async fn list(
 
 /// The recognitions of `credential` follow its transition, in one statement
 /// built from the domain's [`Cascade`]. Returns how many changed.
+#[tracing::instrument(skip_all, name = "db.recognitions.cascade")]
 pub async fn cascade(
     conn: &impl ConnectionTrait,
     credential: Uuid,

@@ -22,6 +22,7 @@ pub enum Claim {
 }
 
 /// Claims `(caller, request_id)` for `operation` with `payload_hash`.
+#[tracing::instrument(skip_all, name = "db.request_log.claim")]
 pub async fn claim(
     conn: &impl ConnectionTrait,
     caller: &str,
@@ -60,6 +61,7 @@ pub async fn claim(
 }
 
 /// Stores the response of a claimed request.
+#[tracing::instrument(skip_all, name = "db.request_log.complete")]
 pub async fn complete(
     conn: &impl ConnectionTrait,
     caller: &str,
