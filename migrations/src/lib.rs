@@ -13,6 +13,7 @@ mod m20261127_000002_seed_cities;
 mod m20261127_000003_recognition;
 mod m20261127_000004_status_checks;
 mod m20261127_000005_hot_path_foreign_keys;
+mod m20261127_000006_audit_chain;
 
 /// Runs the corridor migrations in order.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_recognition::Migration),
             Box::new(m20261127_000004_status_checks::Migration),
             Box::new(m20261127_000005_hot_path_foreign_keys::Migration),
+            Box::new(m20261127_000006_audit_chain::Migration),
         ]
     }
 }

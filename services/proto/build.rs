@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "verification",
         "recognition",
         "policy",
+        "audit",
     ]
     .map(|f| root.join(format!("g60/talent/v1/{f}.proto")));
     let fds = protox::compile(&files, [&root])?;

@@ -372,6 +372,8 @@ async fn one_bad_audit_event_costs_no_other_event() {
         subject_id: subject,
         detail: serde_json::json!({ "n": 1 }),
         occurred_at: chrono::Utc::now(),
+        city: None,
+        other_city: None,
     };
     for i in 0..50 {
         writer.record(event(format!("good-{i}"))).await;

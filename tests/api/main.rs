@@ -2,6 +2,7 @@
 //! module covers one concern. Every test starts its own server on its own
 //! database (see the `corridor-tests` kit).
 
+mod audit;
 mod auth;
 mod cities;
 mod consistency;

@@ -943,15 +943,21 @@ async fn recognitions_follow_their_source_credential() {
         get(sz.id.clone()).await.status,
         v1::RecognitionStatus::Void as i32
     );
-    let actions = audit_actions(&app, &cred.id).await;
-    assert_eq!(
-        actions
-            .iter()
-            .filter(|a| *a == "recognitions.cascaded")
-            .count(),
-        3,
-        "{actions:?}"
-    );
+    // Each recognition's own trail records each step of the cascade.
+    for r in [&hz.id, &sz.id] {
+        let actions = audit_actions(&app, r).await;
+        for step in [
+            "recognition.suspended",
+            "recognition.restored",
+            "recognition.voided",
+        ] {
+            assert_eq!(
+                actions.iter().filter(|a| *a == step).count(),
+                1,
+                "{r}: {actions:?}"
+            );
+        }
+    }
 
     // Verify with a city now reports it void; a new request is rejected by the guard rail.
     let v = app

@@ -50,6 +50,10 @@ pub enum Rpc {
     GetRecognition,
     /// RecognitionService.ListRecognitions
     ListRecognitions,
+    /// AuditService.ListAuditEvents, GetCheckpoint, VerifyAuditChain
+    ReadAudit,
+    /// AuditService.WatchEvents
+    WatchEvents,
 }
 
 use Role::{Auditor, CorridorAdmin, Issuer, PolicyAdmin, Recognizer};
@@ -58,7 +62,7 @@ use Role::{Auditor, CorridorAdmin, Issuer, PolicyAdmin, Recognizer};
 const ANY: &[Role] = &Role::ALL;
 
 /// Who may call each RPC at all. City scoping is in the functions below.
-pub const ROLE_TABLE: [(Rpc, &[Role]); 15] = [
+pub const ROLE_TABLE: [(Rpc, &[Role]); 17] = [
     (Rpc::RotateIssuerKey, &[CorridorAdmin]),
     (Rpc::IssueCredential, &[Issuer]),
     (Rpc::ChangeCredentialStatus, &[Issuer]),
@@ -77,6 +81,11 @@ pub const ROLE_TABLE: [(Rpc, &[Role]); 15] = [
         &[Recognizer, Issuer, Auditor, CorridorAdmin],
     ),
     (Rpc::ListRecognitions, &[Recognizer, Auditor, CorridorAdmin]),
+    (Rpc::ReadAudit, &[Auditor, CorridorAdmin]),
+    (
+        Rpc::WatchEvents,
+        &[Issuer, Recognizer, PolicyAdmin, Auditor, CorridorAdmin],
+    ),
 ];
 
 /// The roles that may call `rpc`.
@@ -197,6 +206,32 @@ pub fn list_recognitions(
     list_scope(c, requested, Recognizer, "recognitions")
 }
 
+/// ListAuditEvents, GetCheckpoint, VerifyAuditChain: `auditor`,
+/// `corridor_admin`.
+pub fn read_audit(c: &Caller) -> Result<(), Denied> {
+    may_call(c, Rpc::ReadAudit)
+}
+
+/// WatchEvents: which city's events the stream is limited to. `auditor`
+/// and `corridor_admin` watch any city or all (`None`); a city's
+/// `issuer`, `recognizer` or `policy_admin` watches its own city (the
+/// default when it names none): the events that belong to it or concern it.
+pub fn watch_events(c: &Caller, requested: Option<&CityCode>) -> Result<Option<CityCode>, Denied> {
+    may_call(c, Rpc::WatchEvents)?;
+    if reads_everything(c) {
+        return Ok(requested.cloned());
+    }
+    let Some(own) = &c.city else {
+        return Err(Denied("a token without a city may not watch events".into()));
+    };
+    match requested {
+        Some(city) if city != own => Err(Denied(format!(
+            "a {own} token may not watch {city}'s events"
+        ))),
+        _ => Ok(Some(own.clone())),
+    }
+}
+
 fn list_scope(
     c: &Caller,
     requested: Option<&CityCode>,
@@ -237,6 +272,26 @@ mod tests {
             city: city_code.map(city),
             roles: roles.to_vec(),
         }
+    }
+
+    #[test]
+    fn watching_is_limited_to_the_own_city() {
+        let hz = city("hangzhou");
+        let hf = city("hefei");
+        let hz_recognizer = caller(Some("hangzhou"), &[Recognizer]);
+        assert_eq!(watch_events(&hz_recognizer, None), Ok(Some(hz.clone())));
+        assert_eq!(
+            watch_events(&hz_recognizer, Some(&hz)),
+            Ok(Some(hz.clone()))
+        );
+        assert!(watch_events(&hz_recognizer, Some(&hf)).is_err());
+        assert!(watch_events(&caller(None, &[Issuer]), None).is_err());
+        assert!(watch_events(&caller(None, &[Role::Verifier]), None).is_err());
+        let auditor = caller(None, &[Auditor]);
+        assert_eq!(watch_events(&auditor, None), Ok(None));
+        assert_eq!(watch_events(&auditor, Some(&hf)), Ok(Some(hf)));
+        assert!(read_audit(&auditor).is_ok());
+        assert!(read_audit(&hz_recognizer).is_err());
     }
 
     #[test]

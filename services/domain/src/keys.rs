@@ -127,20 +127,7 @@ impl IssuerSigningKey {
 
     /// Seals the private key: `nonce (12 bytes) || ciphertext`.
     pub fn seal(&self, kek: &KeyEncryptionKey) -> Result<Vec<u8>, KeyError> {
-        let nonce: [u8; 12] = random_bytes()?;
-        let ct = kek
-            .0
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: self.signing.as_bytes(),
-                    aad: self.kid.as_bytes(),
-                },
-            )
-            .map_err(|_| KeyError::Seal)?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ct);
-        Ok(out)
+        seal_seed(kek, &self.kid, &self.signing)
     }
 
     /// Opens a sealed private key of `kid`.
@@ -150,22 +137,7 @@ impl IssuerSigningKey {
         sealed: &[u8],
         kek: &KeyEncryptionKey,
     ) -> Result<Self, KeyError> {
-        let fail = || KeyError::Unseal(kid.to_owned());
-        if sealed.len() < 12 {
-            return Err(fail());
-        }
-        let (nonce, ct) = sealed.split_at(12);
-        let seed = kek
-            .0
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ct,
-                    aad: kid.as_bytes(),
-                },
-            )
-            .map_err(|_| fail())?;
-        let seed: [u8; 32] = seed.as_slice().try_into().map_err(|_| fail())?;
+        let seed = unseal_seed(kek, kid, sealed)?;
         Ok(Self::from_seed(kid.to_owned(), city, seed))
     }
 
@@ -296,6 +268,100 @@ impl IssuerKeyRecord {
             self.not_before,
             self.not_after,
         )
+    }
+}
+
+/// Seals an Ed25519 seed under `kek`, bound to `kid`: `nonce || ciphertext`.
+fn seal_seed(kek: &KeyEncryptionKey, kid: &str, key: &SigningKey) -> Result<Vec<u8>, KeyError> {
+    let nonce: [u8; 12] = random_bytes()?;
+    let ct = kek
+        .0
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: key.as_bytes(),
+                aad: kid.as_bytes(),
+            },
+        )
+        .map_err(|_| KeyError::Seal)?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens what [`seal_seed`] sealed for `kid`.
+fn unseal_seed(kek: &KeyEncryptionKey, kid: &str, sealed: &[u8]) -> Result<[u8; 32], KeyError> {
+    let fail = || KeyError::Unseal(kid.to_owned());
+    if sealed.len() < 12 {
+        return Err(fail());
+    }
+    let (nonce, ct) = sealed.split_at(12);
+    let seed = kek
+        .0
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ct,
+                aad: kid.as_bytes(),
+            },
+        )
+        .map_err(|_| fail())?;
+    seed.as_slice().try_into().map_err(|_| fail())
+}
+
+/// The corridor's own key: it signs the audit chain's checkpoints. Sealed
+/// at rest like the city keys, under the same KEK.
+pub struct CorridorSigningKey {
+    kid: String,
+    signing: SigningKey,
+}
+
+impl fmt::Debug for CorridorSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CorridorSigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CorridorSigningKey {
+    /// A new key; the kid is `corridor-<yyyymmdd>-<random>`.
+    pub fn generate(now: DateTime<Utc>) -> Result<Self, KeyError> {
+        let seed: [u8; 32] = random_bytes()?;
+        let suffix: [u8; 4] = random_bytes()?;
+        Ok(Self {
+            kid: format!("corridor-{}-{}", now.format("%Y%m%d"), hex::encode(suffix)),
+            signing: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Opens a sealed corridor key.
+    pub fn unseal(kid: &str, sealed: &[u8], kek: &KeyEncryptionKey) -> Result<Self, KeyError> {
+        let seed = unseal_seed(kek, kid, sealed)?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            signing: SigningKey::from_bytes(&seed),
+        })
+    }
+
+    /// Seals it under `kek`.
+    pub fn seal(&self, kek: &KeyEncryptionKey) -> Result<Vec<u8>, KeyError> {
+        seal_seed(kek, &self.kid, &self.signing)
+    }
+
+    /// The key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The 32 raw bytes of the public key.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
+    /// The Ed25519 key, to sign with.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`keys`]: city issuer keys (Ed25519), sealed at rest with a key-encryption key;
 //! - [`vc`]: the W3C Verifiable Credential (data model 2.0) secured as a JWT, and
 //!   the checks a verifier runs on one;
+//! - [`audit`]: the tamper-evident audit trail: hash chains and signed checkpoints;
 //! - [`caller`]: who is calling (roles, city), from a strictly validated identity token;
 //! - [`authz`]: who may call what: the role table, one function per RPC;
 //! - [`recognition`]: the lifecycle of a recorded recognition and how it
@@ -20,6 +21,7 @@
 //! Everything here is synchronous, deterministic given its inputs (time is a
 //! parameter), and unit-tested without a database.
 
+pub mod audit;
 pub mod authz;
 pub mod caller;
 pub mod city;

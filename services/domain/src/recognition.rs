@@ -183,6 +183,15 @@ impl Cascade {
             Self::Void => "void",
         }
     }
+
+    /// The audit action recorded for each recognition it changes.
+    pub fn event(self) -> &'static str {
+        match self {
+            Self::Suspend => "recognition.suspended",
+            Self::Restore => "recognition.restored",
+            Self::Void => "recognition.voided",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The audit chain, offline.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Mint an identity token signed with the development identity key.
     Token {
         /// Subject.
@@ -74,6 +80,29 @@ pub enum PolicyCommand {
         /// The city's province (used in the rule-conflict search).
         #[arg(long, default_value = "")]
         province: String,
+    },
+}
+
+/// `corridor audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Write the audit chain, its checkpoints and the corridor keys of the
+    /// configured database as CSV files into a directory.
+    Export {
+        /// The directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check a dump written by `export` with the same rules as
+    /// VerifyAuditChain; exits 1 and names the first broken sequence number
+    /// when it does not verify.
+    Verify {
+        /// The dump's directory.
+        dir: PathBuf,
+        /// Trust only this corridor key (`KID=X`, X base64url as
+        /// GetCheckpoint publishes it) instead of the dump's own.
+        #[arg(long)]
+        key: Option<String>,
     },
 }
 
@@ -114,17 +143,24 @@ impl Cli {
                 if self.dev {
                     crate::sample::seed(&state).await?;
                 }
+                let mut metrics_task = None;
                 if let Some(addr) = settings.metrics_listen {
                     let metrics = TcpListener::bind(addr).await?;
                     let state = state.clone();
-                    tokio::spawn(async move {
+                    metrics_task = Some(tokio::spawn(async move {
                         if let Err(e) = crate::metrics::serve(metrics, state).await {
                             tracing::error!(error = %e, "metrics server stopped");
                         }
-                    });
+                    }));
                 }
                 let listener = TcpListener::bind(settings.listen).await?;
                 server::serve(listener, state, settings.limits, shutdown_signal()).await?;
+                // The metrics server holds a state clone: stop it so the
+                // state can drop and the audit writer can finish.
+                if let Some(m) = metrics_task {
+                    m.abort();
+                    let _ = m.await;
+                }
                 // The server has dropped its state; the audit writer flushes and ends.
                 let _ = audit_task.await;
                 Ok(())
@@ -168,6 +204,60 @@ impl Cli {
                             println!("{}:{d}", file.display());
                         }
                         anyhow::bail!("{}: {} problem(s)", file.display(), diags.len())
+                    }
+                }
+            }
+            Command::Audit {
+                command: AuditCommand::Export { out },
+            } => {
+                let settings = self.settings()?;
+                let db = store::connect(
+                    settings.database_url()?,
+                    std::time::Duration::from_millis(settings.limits.db_acquire_timeout_ms),
+                )
+                .await?;
+                let e = crate::audit_offline::export(&db, out).await?;
+                println!(
+                    "exported sequence numbers {}..={} and {} checkpoint(s) to {}",
+                    e.from,
+                    e.through,
+                    e.checkpoints,
+                    out.display()
+                );
+                Ok(())
+            }
+            Command::Audit {
+                command: AuditCommand::Verify { dir, key },
+            } => {
+                let pinned = match key {
+                    None => None,
+                    Some(k) => {
+                        use base64::Engine;
+                        let (kid, x) = k
+                            .split_once('=')
+                            .ok_or_else(|| anyhow::anyhow!("--key is KID=X"))?;
+                        let x = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(x)
+                            .map_err(|_| anyhow::anyhow!("--key: X is not base64url"))?;
+                        let x: [u8; 32] = x
+                            .as_slice()
+                            .try_into()
+                            .map_err(|_| anyhow::anyhow!("--key: X is not 32 bytes"))?;
+                        Some(std::collections::BTreeMap::from([(kid.to_owned(), x)]))
+                    }
+                };
+                let r = crate::audit_offline::verify(dir, pinned)?;
+                match r.broken {
+                    None => {
+                        println!(
+                            "intact: verified through sequence {}, {} checkpoint(s) checked",
+                            r.verified_through, r.checkpoints_checked
+                        );
+                        Ok(())
+                    }
+                    Some(b) => {
+                        println!("broken at sequence {}: {}", b.position, b.reason);
+                        anyhow::bail!("the audit chain does not verify")
                     }
                 }
             }

@@ -65,6 +65,37 @@ pub struct Settings {
     /// An OpenTelemetry collector (OTLP over gRPC, e.g.
     /// `http://otel-collector:4317`) to send traces to; off when unset.
     pub otlp_endpoint: Option<String>,
+    /// The audit chain and the change stream.
+    pub audit: AuditSettings,
+}
+
+/// The audit chain and the change stream (`docs/DESIGN.md`, Audit).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AuditSettings {
+    /// A checkpoint is signed at least every this many positions.
+    pub checkpoint_every: i64,
+    /// ... and at least this often while events arrive, seconds.
+    pub checkpoint_interval_seconds: u64,
+    /// Events older than this are pruned (their chain hashes are kept, so
+    /// the rest still verifies), days; 0 keeps everything.
+    pub retention_days: u32,
+    /// How often the sequencer looks for settled events, milliseconds.
+    pub sequencer_poll_ms: u64,
+    /// WatchEvents sends a keep-alive after this long without an event,
+    /// seconds.
+    pub keepalive_seconds: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: 1000,
+            checkpoint_interval_seconds: 60,
+            retention_days: 365,
+            sequencer_poll_ms: 20,
+            keepalive_seconds: 15,
+        }
+    }
 }
 
 /// How log lines are written.
@@ -159,6 +190,10 @@ pub struct Limits {
     pub db_acquire_timeout_ms: u64,
     /// How long startup keeps trying to reach the database, seconds.
     pub db_startup_wait_seconds: u64,
+    /// Change streams (WatchEvents) open at once.
+    pub max_watchers: usize,
+    /// Of those, at most this many for one caller subject.
+    pub max_watchers_per_caller: usize,
 }
 
 impl Default for Limits {
@@ -175,6 +210,8 @@ impl Default for Limits {
             status_cache_entries: 20_000,
             db_acquire_timeout_ms: 2_000,
             db_startup_wait_seconds: 60,
+            max_watchers: 256,
+            max_watchers_per_caller: 8,
         }
     }
 }
@@ -195,6 +232,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             metrics_listen: None,
             otlp_endpoint: None,
+            audit: AuditSettings::default(),
         }
     }
 }

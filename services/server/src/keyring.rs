@@ -77,6 +77,41 @@ pub async fn check_kek(db: &DatabaseConnection, kek: &KeyEncryptionKey) -> anyho
             );
         }
     }
+    // The corridor key (audit checkpoints), once its table exists.
+    let corridor = match backend {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT to_regclass('corridor_keys') IS NOT NULL AS present"
+        }
+        _ => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'corridor_keys') AS present"
+        }
+    };
+    let present: bool = match db
+        .query_one_raw(Statement::from_string(backend, corridor))
+        .await?
+    {
+        Some(row) => row.try_get("", "present")?,
+        None => false,
+    };
+    if present {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT kid, sealed_private_key FROM corridor_keys",
+            ))
+            .await?;
+        for row in rows {
+            let kid: String = row.try_get("", "kid")?;
+            let sealed: Vec<u8> = row.try_get("", "sealed_private_key")?;
+            if corridor_domain::keys::CorridorSigningKey::unseal(&kid, &sealed, kek).is_err() {
+                anyhow::bail!(
+                    "the configured key-encryption key does not open the corridor key {kid}: \
+                     secrets.key_encryption_key must be the key that sealed the keys in this database; \
+                     refusing to start (nothing was written)"
+                );
+            }
+        }
+    }
     Ok(())
 }
 

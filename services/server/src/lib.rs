@@ -34,6 +34,7 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod audit_offline;
 pub mod caller_cache;
 pub mod cli;
 pub mod clock;
@@ -44,6 +45,7 @@ pub mod metrics;
 pub mod paging;
 pub mod policy_book;
 pub mod sample;
+pub mod sequencer;
 pub mod server;
 pub mod state;
 pub mod status_cache;

@@ -47,6 +47,12 @@ pub struct Inner {
     pub status_cache: Arc<crate::status_cache::StatusCache>,
     /// Slots of the server's capacity, taken after authentication.
     pub admission: crate::admission::Admission,
+    /// Slots for change streams (WatchEvents), held while one is open.
+    pub watchers: crate::admission::Admission,
+    /// Gives audit events their place in the chain.
+    pub sequencer: Arc<crate::sequencer::Sequencer>,
+    /// The audit and change-stream settings.
+    pub audit_settings: crate::config::AuditSettings,
 }
 
 impl AppState {
@@ -100,6 +106,7 @@ impl AppState {
         settings: &Settings,
         checked: crate::config::Checked,
     ) -> anyhow::Result<(Self, JoinHandle<()>)> {
+        let corridor_key = crate::sequencer::corridor_key(&db, &checked.kek).await?;
         let keyring = Arc::new(Keyring::new(checked.kek));
         let cities: Vec<_> = store::cities::all(&db)
             .await?
@@ -123,6 +130,16 @@ impl AppState {
             db.get_database_backend() == sea_orm::DbBackend::Postgres,
         ));
         status_cache.start(&db);
+        let sequencer = Arc::new(crate::sequencer::Sequencer::new(
+            db.clone(),
+            corridor_key,
+            settings.audit,
+            status_cache.clone(),
+        ));
+        tokio::spawn(crate::sequencer::Sequencer::run(Arc::downgrade(&sequencer)));
+        tokio::spawn(crate::sequencer::Sequencer::prune_loop(Arc::downgrade(
+            &sequencer,
+        )));
         let state = Self {
             inner: Arc::new(Inner {
                 page_tokens: PageTokens::derived_from(&checked.page_token_secret)?,
@@ -140,6 +157,12 @@ impl AppState {
                     settings.limits.max_concurrent_requests,
                     settings.limits.max_concurrent_per_caller,
                 ),
+                watchers: crate::admission::Admission::new(
+                    settings.limits.max_watchers,
+                    settings.limits.max_watchers_per_caller,
+                ),
+                sequencer,
+                audit_settings: settings.audit,
             }),
         };
         Ok((state, audit_task))

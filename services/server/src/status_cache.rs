@@ -96,6 +96,8 @@ pub struct StatusCache {
     notice_delay_ms: AtomicU64,
     /// Hits and misses.
     pub stats: CacheStats,
+    /// The newest audit position announced (by any replica's sequencer).
+    sequenced: tokio::sync::watch::Sender<i64>,
 }
 
 /// What a change is about: a credential's record, or a city's schedule of
@@ -150,6 +152,7 @@ impl StatusCache {
             acked: tokio::sync::Notify::new(),
             notice_delay_ms: AtomicU64::new(0),
             stats: CacheStats::default(),
+            sequenced: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -320,10 +323,33 @@ impl StatusCache {
             .unwrap_or_default()
     }
 
+    /// Records that the audit chain reached `position` (a sequencer's
+    /// announcement, from this replica or through the channel).
+    pub fn sequenced(&self, position: i64) {
+        self.sequenced.send_if_modified(|p| {
+            if position > *p {
+                *p = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Announcements of new audit positions, for change-stream watchers.
+    pub fn watch_sequence(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.sequenced.subscribe()
+    }
+
     /// Handles one notice from the channel.
     fn on_notice(&self, payload: &str) -> Option<String> {
         let mut parts = payload.split(':');
         match parts.next()? {
+            "seq" => {
+                let position: i64 = parts.next()?.parse().ok()?;
+                self.sequenced(position);
+                None
+            }
             kind @ ("inv" | "pol") => {
                 let key = parts.next()?;
                 let subject = if kind == "inv" {

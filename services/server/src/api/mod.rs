@@ -5,6 +5,7 @@
 //! calls the use case (`crate::app`) and converts its answer. Errors map to
 //! gRPC status codes in [`status`], once.
 
+pub mod audit;
 pub mod city_registry;
 pub mod convert;
 pub mod credentials;
@@ -46,23 +47,44 @@ pub fn authenticate<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> A
     })
 }
 
-/// Admits a request of an RPC that needs no token.
-pub fn admit_anonymous(state: &AppState) -> AppResult<crate::admission::Ticket> {
-    state.admission.admit_anonymous()
+/// Authenticates the caller of a stream that outlives its call, from the
+/// token itself (not the cache: the stream needs the token's expiry, and
+/// ends there). Returns the caller and the expiry (Unix seconds).
+pub fn authenticate_stream<T>(
+    state: &AppState,
+    req: &tonic::Request<T>,
+    rpc: Rpc,
+) -> AppResult<(Caller, i64)> {
+    let token = bearer(req)?;
+    let (caller, exp) = state.identity.verify_until(token).map_err(|e| {
+        tracing::info!(reason = %e, "identity token refused");
+        AppError::Unauthenticated
+    })?;
+    authz::may_call(&caller, rpc)?;
+    Ok((caller, exp))
 }
 
-fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResult<Caller> {
+fn bearer<T>(req: &tonic::Request<T>) -> AppResult<&str> {
     let header = req
         .metadata()
         .get("authorization")
         .ok_or(AppError::Unauthenticated)?
         .to_str()
         .map_err(|_| AppError::Unauthenticated)?;
-    let token = header
+    Ok(header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
         .ok_or(AppError::Unauthenticated)?
-        .trim();
+        .trim())
+}
+
+/// Admits a request of an RPC that needs no token.
+pub fn admit_anonymous(state: &AppState) -> AppResult<crate::admission::Ticket> {
+    state.admission.admit_anonymous()
+}
+
+fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResult<Caller> {
+    let token = bearer(req)?;
     let cached = state.callers.get(token);
     crate::metrics::cache_lookup("caller_token", cached.is_some());
     let caller = match cached {

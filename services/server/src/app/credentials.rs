@@ -258,33 +258,41 @@ impl AppState {
                     // Recognitions follow their source credential.
                     let cascade = Cascade::of(cmd.transition);
                     let cascaded = rec_store::cascade(txn, id, cascade, now).await?;
-                    let mut events = Vec::new();
-                    if cascaded > 0 {
-                        events.push(NewEvent::by(
+                    // One event per recognition, in its target city's trail
+                    // (and visible to the source city).
+                    let mut events: Vec<NewEvent> = cascaded
+                        .into_iter()
+                        .map(|(rid, target, source)| {
+                            NewEvent::by(
+                                caller,
+                                cascade.event(),
+                                "recognition",
+                                rid,
+                                json!({
+                                    "credential_id": id,
+                                    "now": cascade.now(),
+                                    "cause": cmd.transition.audit_action(),
+                                }),
+                                now,
+                            )
+                            .concerning(target, Some(source))
+                        })
+                        .collect();
+                    events.push(
+                        NewEvent::by(
                             caller,
-                            "recognitions.cascaded",
+                            cmd.transition.audit_action(),
                             "credential",
                             id,
                             json!({
-                                "recognitions": cascaded,
-                                "now": cascade.now(),
-                                "cause": cmd.transition.audit_action(),
+                                "from": c.status.as_str(),
+                                "to": updated.status.as_str(),
+                                "reason": cmd.reason,
                             }),
                             now,
-                        ));
-                    }
-                    events.push(NewEvent::by(
-                        caller,
-                        cmd.transition.audit_action(),
-                        "credential",
-                        id,
-                        json!({
-                            "from": c.status.as_str(),
-                            "to": updated.status.as_str(),
-                            "reason": cmd.reason,
-                        }),
-                        now,
-                    ));
+                        )
+                        .concerning(&c.issuer_city, None),
+                    );
                     Ok(Done {
                         result: updated,
                         events,
@@ -400,7 +408,8 @@ fn signed(
             "kid": c.kid,
         }),
         now,
-    );
+    )
+    .concerning(&c.issuer_city, None);
     Ok((c, event))
 }
 

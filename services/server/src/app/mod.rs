@@ -11,6 +11,7 @@
 //! comes before the replay, so a stored answer only ever goes to a caller
 //! who may act now.
 
+pub mod audit;
 pub mod credentials;
 pub mod policy;
 pub mod recognition;
@@ -27,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::store::audit::{self, NewEvent};
+use crate::store::audit::NewEvent;
 use crate::store::request_log::{self, Claim};
 
 /// The idempotency key of a mutating request: the operation, the client's
@@ -154,7 +155,7 @@ impl AppState {
         }
         let Done { result, events } = work(&txn, ctx, now).await?;
         for ev in events {
-            audit::append(&txn, ev).await?;
+            crate::store::audit::append(&txn, ev).await?;
         }
         let stored = serde_json::to_vec(&result).map_err(AppError::internal)?;
         request_log::complete(&txn, &caller.subject, key.request_id.as_str(), stored).await?;

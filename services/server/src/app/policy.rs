@@ -273,7 +273,8 @@ impl AppState {
                             "rules": rule_ids,
                         }),
                         now,
-                    );
+                    )
+                    .concerning(city, None);
                     Ok(Done {
                         result: PolicyView {
                             version: v,

@@ -219,7 +219,8 @@ impl AppState {
                         "deciding_rules": decided.decision.deciding_rules,
                     }),
                     now,
-                );
+                )
+                .concerning(target, Some(cred.issuer_city.to_string()));
                 Ok(Done {
                     result: RecognitionView {
                         recognition: r,
@@ -310,7 +311,8 @@ impl AppState {
                         "deciding_rules": decided.decision.deciding_rules,
                     }),
                     now,
-                );
+                )
+                .concerning(&updated.target_city, Some(updated.source_city.to_string()));
                 Ok(Done {
                     result: RecognitionView {
                         recognition: updated,

@@ -131,7 +131,8 @@ impl AppState {
                     city,
                     json!({ "retired_kid": retired.kid, "new_kid": record.kid }),
                     now,
-                );
+                )
+                .concerning(city, None);
                 let result = Rotation {
                     current: PublishedKey::from(&record.verifying()),
                     retired: PublishedKey::from(&retired.verifying()),

@@ -43,6 +43,10 @@ pub struct NewEvent {
     pub detail: serde_json::Value,
     /// When it happened.
     pub occurred_at: DateTime<Utc>,
+    /// The city it belongs to (its per-city chain; who may watch it).
+    pub city: Option<String>,
+    /// Another city it concerns (a recognition's source city).
+    pub other_city: Option<String>,
 }
 
 impl NewEvent {
@@ -63,7 +67,16 @@ impl NewEvent {
             subject_id: subject_id.to_string(),
             detail,
             occurred_at,
+            city: caller.city.as_ref().map(|c| c.to_string()),
+            other_city: None,
         }
+    }
+
+    /// The same event, belonging to `city` (and concerning `other`).
+    pub fn concerning(mut self, city: impl ToString, other: Option<String>) -> Self {
+        self.city = Some(city.to_string());
+        self.other_city = other;
+        self
     }
 }
 
@@ -76,6 +89,8 @@ fn active(ev: NewEvent) -> audit_event::ActiveModel {
         subject_type: Set(ev.subject_type.to_owned()),
         subject_id: Set(ev.subject_id),
         detail: Set(ev.detail.to_string()),
+        city: Set(ev.city),
+        other_city: Set(ev.other_city),
         ..Default::default()
     }
 }
@@ -181,7 +196,7 @@ pub async fn copy_many(db: &DatabaseConnection, evs: &[NewEvent]) -> Result<(), 
     let pool = db.get_postgres_connection_pool();
     let mut copy = pool
         .copy_in_raw(
-            "COPY audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail) FROM STDIN",
+            "COPY audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail, city, other_city) FROM STDIN",
         )
         .await
         .map_err(err)?;
@@ -222,6 +237,13 @@ fn copy_row(out: &mut String, ev: &NewEvent) {
     field(out, &ev.subject_id);
     out.push('\t');
     field(out, &ev.detail.to_string());
+    for c in [&ev.city, &ev.other_city] {
+        out.push('\t');
+        match c {
+            Some(c) => field(out, c),
+            None => out.push_str("\\N"),
+        }
+    }
     out.push('\n');
 }
 
@@ -239,12 +261,14 @@ mod tests {
             subject_id: "x".into(),
             detail: serde_json::json!({"k": "v"}),
             occurred_at: DateTime::<Utc>::UNIX_EPOCH,
+            city: Some("hefei".into()),
+            other_city: None,
         };
         let mut out = String::new();
         copy_row(&mut out, &ev);
         assert_eq!(
             out,
-            "1970-01-01T00:00:00+00:00\ta\\tb\\\\c\\nd\u{FFFD}e\t\\N\tcredential.verified\tcredential\tx\t{\"k\":\"v\"}\n"
+            "1970-01-01T00:00:00+00:00\ta\\tb\\\\c\\nd\u{FFFD}e\t\\N\tcredential.verified\tcredential\tx\t{\"k\":\"v\"}\thefei\t\\N\n"
         );
     }
 }

@@ -228,8 +228,8 @@ pub const ISSUE_STATEMENT: &str = "WITH signing AS (
             FROM claim
             RETURNING 1
         ), event AS (
-            INSERT INTO audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail)
-            SELECT $8, $21, $22, $23, $24, $25, $26 FROM credential
+            INSERT INTO audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail, city)
+            SELECT $8, $21, $22, $23, $24, $25, $26, $2 FROM credential
             RETURNING 1
         )
         SELECT (SELECT count(*) FROM event)::bigint AS stored";

@@ -169,6 +169,10 @@ pub mod audit_event {
         pub subject_id: String,
         /// JSON details; never personal data.
         pub detail: String,
+        /// The city the event belongs to (its per-city chain).
+        pub city: Option<String>,
+        /// Another city it concerns.
+        pub other_city: Option<String>,
     }
 
     /// No relations are navigated through sea-orm.

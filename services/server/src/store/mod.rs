@@ -6,6 +6,7 @@
 //! a database error ("corrupt row"), never a half-parsed value.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod cities;
 pub mod credentials;
 pub mod entities;

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use corridor_domain::city::CityCode;
 use corridor_domain::recognition::{Cascade, RecognitionStatus};
 use corridor_policy::{Facts, Outcome, Recognition};
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -212,30 +211,56 @@ pub async fn list(
 }
 
 /// The recognitions of `credential` follow its transition, in one statement
-/// built from the domain's [`Cascade`]. Returns how many changed.
-#[tracing::instrument(skip_all, name = "db.recognitions.cascade")]
+/// built from the domain's [`Cascade`]. Returns those that changed: (id,
+/// target city, source city).
 pub async fn cascade(
     conn: &impl ConnectionTrait,
     credential: Uuid,
     cascade: Cascade,
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    let q = Entity::update_many()
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::CredentialId.eq(credential))
-        .filter(Column::Status.is_in(cascade.from_statuses().iter().copied()));
-    let q = match cascade {
+) -> Result<Vec<(Uuid, String, String)>, DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let from: Vec<String> = cascade
+        .from_statuses()
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    let set = match cascade {
         // Remember what to restore.
-        Cascade::Suspend => q
-            .col_expr(Column::SuspendedFrom, Expr::col(Column::Status))
-            .col_expr(Column::Status, Expr::value("suspended")),
-        Cascade::Restore => q
-            .col_expr(Column::Status, Expr::col(Column::SuspendedFrom))
-            .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None))
-            .filter(Column::SuspendedFrom.is_not_null()),
-        Cascade::Void => q
-            .col_expr(Column::Status, Expr::value("void"))
-            .col_expr(Column::SuspendedFrom, Expr::value(Option::<String>::None)),
+        Cascade::Suspend => "suspended_from = status, status = 'suspended'",
+        Cascade::Restore => "status = suspended_from, suspended_from = NULL",
+        Cascade::Void => "status = 'void', suspended_from = NULL",
     };
-    Ok(q.exec(conn).await?.rows_affected)
+    let extra = if cascade == Cascade::Restore {
+        " AND suspended_from IS NOT NULL"
+    } else {
+        ""
+    };
+    let backend = conn.get_database_backend();
+    let (p1, p2) = if backend == DbBackend::Postgres {
+        ("$1", "$2")
+    } else {
+        ("?", "?")
+    };
+    // The statuses are the domain's constants, not input.
+    let sql = format!(
+        "UPDATE recognitions SET {set}, updated_at = {p1} WHERE credential_id = {p2} AND status IN ({}){extra} RETURNING id, target_city, source_city",
+        from.join(", ")
+    );
+    let rows = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [now.into(), credential.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get::<Uuid>("", "id")?,
+                r.try_get::<String>("", "target_city")?,
+                r.try_get::<String>("", "source_city")?,
+            ))
+        })
+        .collect()
 }
