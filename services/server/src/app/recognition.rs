@@ -502,15 +502,19 @@ impl AppState {
         let book = &self.policies;
         let target = book.target(conn, city, field).await?;
         let subject = book.subject(conn, cred).await?;
-        let policy = self.policy_in_force(city, at).await?;
+        let policy = self.policy_in_force(conn, city, at).await?;
         book.decide_explained(policy.as_ref(), &subject, &target, facts, at)
     }
 
     /// The policy of `city` in force at `at`, compiled: from memory when the
     /// cache may answer (publications notify every replica, like status
     /// changes), else from the database.
+    ///
+    /// Reads through `conn`: inside a transaction that is the transaction's
+    /// own connection (SQLite, under `--dev`, has only one).
     pub(crate) async fn policy_in_force(
         &self,
+        conn: &impl ConnectionTrait,
         city: &CityCode,
         at: DateTime<Utc>,
     ) -> AppResult<Option<crate::policy_book::InForce>> {
@@ -518,7 +522,7 @@ impl AppState {
             Some(s) => s,
             None => {
                 let read_at = self.status_cache.generation();
-                let s = crate::store::policies::schedule(&self.db, city).await?;
+                let s = crate::store::policies::schedule(conn, city).await?;
                 self.status_cache
                     .insert_schedule(city.as_str(), s.clone(), read_at);
                 std::sync::Arc::new(s)
@@ -530,7 +534,7 @@ impl AppState {
         if let Some(p) = self.policies.cached_compiled(city, version) {
             return Ok(Some((version, p)));
         }
-        let v = crate::store::policies::get(&self.db, city, version)
+        let v = crate::store::policies::get(conn, city, version)
             .await?
             .ok_or_else(|| AppError::internal(format!("{city} v{version} vanished")))?;
         Ok(Some((version, self.policies.compiled(&v)?)))
