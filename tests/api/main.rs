@@ -14,4 +14,5 @@ mod privacy;
 mod recognition;
 mod startup;
 mod support;
+mod tls;
 mod verification;

@@ -240,8 +240,12 @@ impl TestApp {
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let limits = settings.limits;
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(|t| corridor_server::tls::Tls::load(t).expect("load TLS settings"));
         let server = tokio::spawn(async move {
-            server::serve(listener, state, limits, async {
+            server::serve_with(listener, state, limits, tls, async {
                 let _ = rx.await;
             })
             .await

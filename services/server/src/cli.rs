@@ -139,6 +139,13 @@ impl Cli {
                         "development mode: public development secrets, SQLite, dev identity key trusted"
                     );
                 }
+                // Before the database: a bad certificate must not start a
+                // replica that then migrates or seeds.
+                let tls = settings
+                    .tls
+                    .as_ref()
+                    .map(crate::tls::Tls::load)
+                    .transpose()?;
                 let (state, audit_task) = AppState::build(&settings).await?;
                 if self.dev {
                     crate::sample::seed(&state).await?;
@@ -154,7 +161,8 @@ impl Cli {
                     }));
                 }
                 let listener = TcpListener::bind(settings.listen).await?;
-                server::serve(listener, state, settings.limits, shutdown_signal()).await?;
+                server::serve_with(listener, state, settings.limits, tls, shutdown_signal())
+                    .await?;
                 // The metrics server holds a state clone: stop it so the
                 // state can drop and the audit writer can finish.
                 if let Some(m) = metrics_task {

@@ -67,6 +67,33 @@ pub struct Settings {
     pub otlp_endpoint: Option<String>,
     /// The audit chain and the change stream.
     pub audit: AuditSettings,
+    /// TLS for the gRPC listener (and mutual TLS with a client CA); plain
+    /// HTTP/2 when unset.
+    #[serde(default)]
+    pub tls: Option<TlsSettings>,
+}
+
+/// TLS for the gRPC listener (`crate::tls`). The files are PEM; they are
+/// re-read when they change, without a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TlsSettings {
+    /// The server's certificate chain (`CORRIDOR_TLS__CERT_FILE`).
+    pub cert_file: std::path::PathBuf,
+    /// Its private key, PKCS#8, PKCS#1 or SEC1 (`CORRIDOR_TLS__KEY_FILE`).
+    pub key_file: std::path::PathBuf,
+    /// With this CA (`CORRIDOR_TLS__CLIENT_CA_FILE`), mutual TLS: a client
+    /// certificate, if presented, must chain to it, and a token that names
+    /// a city is accepted only over a connection whose client certificate
+    /// names the same city (SAN URI `urn:g60:city:<code>`).
+    #[serde(default)]
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// How often the files are checked for a change, milliseconds.
+    #[serde(default = "default_tls_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+fn default_tls_reload_ms() -> u64 {
+    2000
 }
 
 /// The audit chain and the change stream (`docs/DESIGN.md`, Audit).
@@ -233,6 +260,7 @@ impl Default for Settings {
             metrics_listen: None,
             otlp_endpoint: None,
             audit: AuditSettings::default(),
+            tls: None,
         }
     }
 }

@@ -52,4 +52,5 @@ pub mod status_cache;
 pub mod store;
 pub mod telemetry;
 pub mod throttle;
+pub mod tls;
 pub mod transport;

@@ -4,6 +4,7 @@
 //! the real server in-process.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use corridor_proto::v1::audit_service_server::AuditServiceServer;
@@ -23,6 +24,7 @@ use crate::api::recognition::Recognitions;
 use crate::api::verification::Verifier;
 use crate::config::Limits;
 use crate::state::AppState;
+use crate::tls::Tls;
 use crate::transport::{ConnectionLimits, descriptor_limit, incoming, remap_decode_errors};
 
 /// Serves the API on `listener` until `shutdown` resolves, then drains
@@ -32,6 +34,18 @@ pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    serve_with(listener, state, limits, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (its files reloaded on change
+/// while the server runs).
+pub async fn serve_with(
+    listener: TcpListener,
+    state: AppState,
+    limits: Limits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -84,7 +98,16 @@ pub async fn serve(
         },
         idle_timeout: Duration::from_millis(limits.idle_timeout_ms),
     };
-    tracing::info!(addr = %listener.local_addr()?, max_connections = connections.max_connections, "serving g60.talent.v1");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        max_connections = connections.max_connections,
+        tls = tls.is_some(),
+        mutual_tls = tls.as_ref().is_some_and(|t| t.mutual()),
+        "serving g60.talent.v1"
+    );
+    let reloader = tls.as_ref().map(Tls::spawn_reloader);
+    // Stops the reloader however this function returns.
+    let _reloader = reloader.map(AbortOnDrop);
     // The shutdown signal, seen by the server (to drain) and by the deadline.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let signal = async move {
@@ -108,7 +131,7 @@ pub async fn serve(
         .add_service(policies)
         .add_service(recognitions)
         .add_service(audit)
-        .serve_with_incoming_shutdown(incoming(listener, connections), signal);
+        .serve_with_incoming_shutdown(incoming(listener, connections, tls), signal);
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
     let deadline = async move {
         let _ = stopped.wait_for(|s| *s).await;
@@ -208,5 +231,14 @@ async fn readiness(
             }
             last = up;
         }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

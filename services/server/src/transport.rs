@@ -1,19 +1,23 @@
 //! What the server does at the transport level, below the handlers: the
-//! connections it accepts (no-delay, a limit on how many, an idle timeout),
+//! connections it accepts (no-delay, a limit on how many, an idle timeout,
+//! TLS when configured, who the peer is),
 //! and the status codes of requests that never reach a handler.
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
+
+use crate::tls::Tls;
 use tonic::{Code, Status};
 
 /// How the accepted connections are bounded.
@@ -26,8 +30,26 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
 }
 
+/// Who is at the other end of a connection: what the handlers can see
+/// (tonic puts it in every request's extensions).
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+    /// Whether the listener binds city tokens to client certificates
+    /// (mutual TLS, `crate::tls`).
+    pub mutual_tls: bool,
+    /// The city the client certificate names, if one was presented and
+    /// names exactly one.
+    pub client_city: Option<String>,
+}
+
 /// The connections accepted on `listener`: `TCP_NODELAY` set, at most
-/// `max_connections` open, each closed after `idle_timeout` without traffic.
+/// `max_connections` open, each closed after `idle_timeout` without
+/// traffic, and with `tls`, TLS (each handshake on its own task, bounded by
+/// the idle timeout, so a slow handshake holds up no one else).
 ///
 /// Why no-delay: a unary gRPC answer leaves in two writes (headers and
 /// message, then the trailers). With Nagle's algorithm on, the second small
@@ -39,62 +61,181 @@ pub struct ConnectionLimits {
 pub fn incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
 ) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Conn>(64);
+    tokio::spawn(accept_loop(listener, limits, tls, tx));
+    tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
+}
+
+/// Accepts until the server stops taking connections (the receiver drops).
+async fn accept_loop(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
+    tx: tokio::sync::mpsc::Sender<Conn>,
+) {
     let open = Arc::new(AtomicUsize::new(0));
-    let last_warning = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    futures::stream::unfold(listener, move |listener| {
-        let open = open.clone();
-        let last_warning = last_warning.clone();
-        async move {
-            loop {
-                match listener.accept().await {
-                    Ok((stream, peer)) => {
-                        if open.load(Ordering::Acquire) >= limits.max_connections {
-                            // Rate-limited: one line per 10 s is enough to see it.
-                            let now = started.elapsed().as_secs();
-                            if now >= last_warning.load(Ordering::Relaxed) + 10 {
-                                last_warning.store(now, Ordering::Relaxed);
-                                tracing::warn!(%peer, max = limits.max_connections, "connection limit reached: closing new connections");
-                            }
-                            drop(stream);
-                            continue;
-                        }
-                        if let Err(e) = stream.set_nodelay(true) {
-                            tracing::debug!(error = %e, "TCP_NODELAY not set");
-                        }
-                        let conn = Conn::new(stream, limits.idle_timeout, open.clone());
-                        return Some((Ok(conn), listener));
-                    }
-                    Err(e) => {
-                        // Out of descriptors, say: wait a little instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                }
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = tokio::select! {
+            () = tx.closed() => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors, say: wait a little instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
+        };
+        if open.load(Ordering::Acquire) >= limits.max_connections {
+            // Rate-limited: one line per 10 s is enough to see it.
+            if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
+                last_warning = Some(Instant::now());
+                tracing::warn!(%peer, max = limits.max_connections, "connection limit reached: closing new connections");
+            }
+            drop(stream);
+            continue;
         }
-    })
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+        let slot = OpenSlot::take(open.clone());
+        let mut info = PeerInfo {
+            remote_addr: Some(peer),
+            ..PeerInfo::default()
+        };
+        let Some(tls) = &tls else {
+            let conn = Conn::new(Io::Plain(stream), info, limits.idle_timeout, slot);
+            if tx.send(conn).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let acceptor = tls.acceptor();
+        info.tls = true;
+        info.mutual_tls = tls.mutual();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    let (_, session) = s.get_ref();
+                    info.client_city = session
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(crate::tls::city_of);
+                    let conn = Conn::new(Io::Tls(Box::new(s)), info, limits.idle_timeout, slot);
+                    let _ = tx.send(conn).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            }
+        });
+    }
+}
+
+/// One of the `max_connections`, held from accept to close.
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl OpenSlot {
+    fn take(open: Arc<AtomicUsize>) -> Self {
+        open.fetch_add(1, Ordering::AcqRel);
+        Self(open)
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The byte stream under a connection.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
 }
 
 /// An accepted connection that counts itself open and closes when idle.
 pub struct Conn {
-    inner: TcpStream,
+    inner: Io,
+    info: PeerInfo,
     idle_timeout: Duration,
     last_activity: Instant,
     timer: Pin<Box<Sleep>>,
-    open: Arc<AtomicUsize>,
+    _slot: OpenSlot,
 }
 
 impl Conn {
-    fn new(inner: TcpStream, idle_timeout: Duration, open: Arc<AtomicUsize>) -> Self {
-        open.fetch_add(1, Ordering::AcqRel);
+    fn new(inner: Io, info: PeerInfo, idle_timeout: Duration, slot: OpenSlot) -> Self {
         Self {
             inner,
+            info,
             idle_timeout,
             last_activity: Instant::now(),
             timer: Box::pin(tokio::time::sleep(idle_timeout)),
-            open,
+            _slot: slot,
         }
     }
 
@@ -108,16 +249,10 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
-    fn drop(&mut self) {
-        self.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 impl Connected for Conn {
-    type ConnectInfo = TcpConnectInfo;
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.inner.connect_info()
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
     }
 }
 

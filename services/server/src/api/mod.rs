@@ -15,10 +15,11 @@ pub mod status;
 pub mod verification;
 
 use corridor_domain::authz::{self, Rpc};
-use corridor_domain::caller::Caller;
+use corridor_domain::caller::{Caller, Denied};
 
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
+use crate::transport::PeerInfo;
 
 /// An authenticated caller and the slots its request holds until it ends.
 #[derive(Debug)]
@@ -61,6 +62,7 @@ pub fn authenticate_stream<T>(
         AppError::Unauthenticated
     })?;
     authz::may_call(&caller, rpc)?;
+    bound_to_connection(req, &caller)?;
     Ok((caller, exp))
 }
 
@@ -100,5 +102,29 @@ fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResul
         }
     };
     authz::may_call(&caller, rpc)?;
+    bound_to_connection(req, &caller)?;
     Ok(caller)
+}
+
+/// Under mutual TLS, a token that names a city is accepted only over a
+/// connection whose client certificate names the same city (`crate::tls`):
+/// a stolen city token is of no use without the city's certificate.
+fn bound_to_connection<T>(req: &tonic::Request<T>, caller: &Caller) -> AppResult<()> {
+    let Some(peer) = req.extensions().get::<PeerInfo>() else {
+        return Ok(());
+    };
+    let Some(city) = caller.city.as_ref().filter(|_| peer.mutual_tls) else {
+        return Ok(());
+    };
+    match peer.client_city.as_deref() {
+        Some(c) if c == city.as_str() => Ok(()),
+        Some(c) => Err(Denied(format!(
+            "a token of {city} over a connection whose client certificate is {c}'s"
+        ))
+        .into()),
+        None => Err(Denied(format!(
+            "a token of {city} needs a client certificate of {city} (mutual TLS)"
+        ))
+        .into()),
+    }
 }
