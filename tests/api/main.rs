@@ -4,6 +4,7 @@
 
 mod audit;
 mod auth;
+mod batch;
 mod cities;
 mod consistency;
 mod credentials;

@@ -41,13 +41,6 @@ enum Line {
         target: String,
         met: bool,
     },
-    Missing {
-        id: String,
-        what: String,
-        baseline: f64,
-        target: String,
-        why: String,
-    },
 }
 
 /// Baselines, rows and notes of one run.
@@ -82,17 +75,6 @@ impl Table {
             result,
             target: target.to_owned(),
             met,
-        });
-    }
-
-    /// A row that cannot be measured yet, and why.
-    pub fn missing(&mut self, id: &str, what: &str, baseline: f64, target: &str, why: &str) {
-        self.lines.push(Line::Missing {
-            id: id.to_owned(),
-            what: what.to_owned(),
-            baseline,
-            target: target.to_owned(),
-            why: why.to_owned(),
         });
     }
 
@@ -144,16 +126,6 @@ impl Table {
                     s,
                     "| {id} | {what} | {result} | | | | | | {target} | {} |",
                     if *met { "yes" } else { "**no**" }
-                ),
-                Line::Missing {
-                    id,
-                    what,
-                    baseline,
-                    target,
-                    why,
-                } => writeln!(
-                    s,
-                    "| {id} | {what} | n/a: {why} | | | | {baseline:.0} | | {target} | **no** |"
                 ),
             };
         }

@@ -118,6 +118,30 @@ fn list_command(req: &v1::ListCredentialsRequest) -> AppResult<ListCredentials> 
     })
 }
 
+/// One batch item's error: the status IssueCredential would have answered
+/// for it alone (the one mapping, `api::status`), as data.
+fn item_error(e: AppError) -> v1::ItemError {
+    use tonic_types::StatusExt;
+    let status = Status::from(e);
+    let field_violations = status
+        .get_details_bad_request()
+        .map(|b| {
+            b.field_violations
+                .into_iter()
+                .map(|v| v1::ItemFieldViolation {
+                    field: v.field,
+                    description: v.description,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v1::ItemError {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+        field_violations,
+    }
+}
+
 #[tonic::async_trait]
 impl CredentialService for Credentials {
     async fn issue_credential(
@@ -130,6 +154,27 @@ impl CredentialService for Credentials {
         Ok(Response::new(v1::IssueCredentialResponse {
             credential: Some(credential_to_api(&c)),
         }))
+    }
+
+    async fn batch_issue_credentials(
+        &self,
+        req: Request<v1::BatchIssueCredentialsRequest>,
+    ) -> Result<Response<v1::BatchIssueCredentialsResponse>, Status> {
+        let caller = authenticate(&self.state, &req, Rpc::IssueCredential)?;
+        let items = req.get_ref().items.iter().map(issue_command).collect();
+        let results = self.state.batch_issue_credentials(&caller, items).await?;
+        let results = results
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| v1::BatchIssueResult {
+                index: i32::try_from(i).unwrap_or(i32::MAX),
+                result: Some(match r {
+                    Ok(c) => v1::batch_issue_result::Result::Credential(credential_to_api(&c)),
+                    Err(e) => v1::batch_issue_result::Result::Error(item_error(e)),
+                }),
+            })
+            .collect();
+        Ok(Response::new(v1::BatchIssueCredentialsResponse { results }))
     }
 
     async fn get_credential(

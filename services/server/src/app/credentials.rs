@@ -1,7 +1,6 @@
 //! Issuing and managing a city's credentials.
 
 use chrono::{DateTime, SubsecRound, Utc};
-use corridor_domain::RequestId;
 use corridor_domain::authz;
 use corridor_domain::caller::Caller;
 use corridor_domain::city::CityCode;
@@ -10,6 +9,8 @@ use corridor_domain::holder::NationalId;
 use corridor_domain::qualification::{Category, Qualification};
 use corridor_domain::recognition::Cascade;
 use corridor_domain::vc::{self, CredentialClaims};
+use corridor_domain::{RequestId, Violations};
+use futures::StreamExt;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 use uuid::Uuid;
@@ -91,6 +92,13 @@ impl ListCredentials {
 pub fn credential_page_size(raw: i32) -> Result<u64, corridor_domain::Violations> {
     page_size(raw, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 }
+
+/// Most items in one BatchIssueCredentials (a 1 MiB message holds them).
+pub const MAX_BATCH_ITEMS: usize = 1000;
+
+/// Items of one batch in flight at once: enough to overlap the database
+/// round trips, few enough that one batch does not take the pool.
+const BATCH_CONCURRENCY: usize = 8;
 
 impl AppState {
     /// Issues a credential: signs a VC-JWT with the city's current key and
@@ -179,6 +187,61 @@ impl AppState {
             .await?;
         tracing::info!(credential = %c.id, city = %c.issuer_city, "credential issued");
         Ok(c)
+    }
+
+    /// Issues a batch: each item on its own (its checks, its city's
+    /// authorization, its idempotency claim, its audit event), a few at a
+    /// time, with one result per item in the batch's order. Items that did
+    /// not parse come in as their errors and stay so; an item whose request
+    /// id repeats an earlier item's is refused. The batch itself is refused
+    /// only when it is empty or too large.
+    pub async fn batch_issue_credentials(
+        &self,
+        caller: &Caller,
+        items: Vec<AppResult<IssueCredential>>,
+    ) -> AppResult<Vec<AppResult<Credential>>> {
+        if items.is_empty() || items.len() > MAX_BATCH_ITEMS {
+            return Err(Violations::one(
+                "items",
+                format!(
+                    "must hold 1 to {MAX_BATCH_ITEMS} items, not {}",
+                    items.len()
+                ),
+            )
+            .into());
+        }
+        let mut first_of = std::collections::HashMap::new();
+        let items: Vec<AppResult<IssueCredential>> = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let cmd = item?;
+                match first_of.entry(cmd.request_id.as_str().to_owned()) {
+                    std::collections::hash_map::Entry::Occupied(e) => Err(Violations::one(
+                        "request_id",
+                        format!(
+                            "the same as item {}'s: request ids must differ within a batch",
+                            e.get()
+                        ),
+                    )
+                    .into()),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(i);
+                        Ok(cmd)
+                    }
+                }
+            })
+            .collect();
+        Ok(futures::stream::iter(items)
+            .map(|item| async move {
+                match item {
+                    Ok(cmd) => self.issue_credential(caller, cmd).await,
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .collect()
+            .await)
     }
 
     /// Reads one credential. Another city's is answered like a missing one.

@@ -1,0 +1,175 @@
+//! BatchIssueCredentials: each item on its own, one result per item, and a
+//! retried batch stores nothing new.
+
+use corridor_proto::v1;
+use corridor_proto::v1::batch_issue_result::Result as ItemResult;
+use corridor_tests::{TestApp, authed, violated_fields};
+use sea_orm::{ConnectionTrait, Statement};
+use tonic::Code;
+
+use crate::support::issue_request;
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    app.db
+        .query_one_raw(Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            sql.to_owned(),
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap()
+}
+
+fn batch(items: Vec<v1::IssueCredentialRequest>) -> v1::BatchIssueCredentialsRequest {
+    v1::BatchIssueCredentialsRequest { items }
+}
+
+/// Five items: three good, one with a bad national ID, one for another city.
+fn mixed() -> Vec<v1::IssueCredentialRequest> {
+    let mut bad_id = issue_request("b-1", "hangzhou", "33010619900101124");
+    bad_id.holder_national_id = "330106199001011".into();
+    vec![
+        issue_request("b-0", "hangzhou", "33010619900101123"),
+        bad_id,
+        issue_request("b-2", "hangzhou", "33010619900101125"),
+        issue_request("b-3", "suzhou", "32050619900101126"),
+        issue_request("b-4", "hangzhou", "33010619900101127"),
+    ]
+}
+
+fn ids(r: &v1::BatchIssueCredentialsResponse) -> Vec<Option<String>> {
+    r.results
+        .iter()
+        .map(|x| match &x.result {
+            Some(ItemResult::Credential(c)) => Some(c.id.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_stores_exactly_its_good_items_and_a_retry_nothing_new() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer("hangzhou");
+    let mut client = app.credentials().await;
+    let first = client
+        .batch_issue_credentials(authed(batch(mixed()), &token))
+        .await
+        .expect("the batch is answered")
+        .into_inner();
+    assert_eq!(first.results.len(), 5);
+    for (i, r) in first.results.iter().enumerate() {
+        assert_eq!(r.index, i as i32);
+    }
+    let got = ids(&first);
+    assert!(
+        got[0].is_some() && got[2].is_some() && got[4].is_some(),
+        "{got:?}"
+    );
+    match &first.results[1].result {
+        Some(ItemResult::Error(e)) => {
+            assert_eq!(e.code, Code::InvalidArgument as i32, "{e:?}");
+            let fields: Vec<&str> = e
+                .field_violations
+                .iter()
+                .map(|v| v.field.as_str())
+                .collect();
+            assert_eq!(fields, ["holder_national_id"], "{e:?}");
+        }
+        other => panic!("item 1 should fail on its national ID: {other:?}"),
+    }
+    match &first.results[3].result {
+        Some(ItemResult::Error(e)) => assert_eq!(e.code, Code::PermissionDenied as i32, "{e:?}"),
+        other => panic!("item 3 is another city's: {other:?}"),
+    }
+    let stored = "SELECT count(*)::bigint AS n FROM credentials";
+    let issued =
+        "SELECT count(*)::bigint AS n FROM audit_events WHERE action = 'credential.issued'";
+    assert_eq!(count(&app, stored).await, 3);
+    let events = count(&app, issued).await;
+    assert_eq!(events, 3);
+
+    // The same batch again: the same credentials, nothing new stored.
+    let again = client
+        .batch_issue_credentials(authed(batch(mixed()), &token))
+        .await
+        .expect("the retry is answered")
+        .into_inner();
+    assert_eq!(ids(&again), got);
+    assert_eq!(count(&app, stored).await, 3);
+    assert_eq!(count(&app, issued).await, events);
+
+    // Each issued item verifies like any credential.
+    let cred = match &again.results[0].result {
+        Some(ItemResult::Credential(c)) => c.clone(),
+        _ => unreachable!(),
+    };
+    let v = crate::support::verify_id(&app, &cred.id).await;
+    assert!(v.valid);
+}
+
+#[tokio::test]
+async fn batches_are_checked_as_a_whole_only_for_their_size_and_caller() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer("hangzhou");
+    let mut client = app.credentials().await;
+
+    let empty = client
+        .batch_issue_credentials(authed(batch(vec![]), &token))
+        .await
+        .expect_err("an empty batch");
+    assert_eq!(empty.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&empty), ["items"]);
+
+    let many: Vec<_> = (0..1001)
+        .map(|i| issue_request(&format!("m-{i}"), "hangzhou", "33010619900101123"))
+        .collect();
+    let too_many = client
+        .batch_issue_credentials(authed(batch(many), &token))
+        .await
+        .expect_err("1,001 items");
+    assert_eq!(too_many.code(), Code::InvalidArgument);
+    assert_eq!(
+        count(&app, "SELECT count(*)::bigint AS n FROM credentials").await,
+        0
+    );
+
+    // A request id twice in one batch: the second is refused, the first issued.
+    let twice = client
+        .batch_issue_credentials(authed(
+            batch(vec![
+                issue_request("d-1", "hangzhou", "33010619900101123"),
+                issue_request("d-1", "hangzhou", "33010619900101123"),
+            ]),
+            &token,
+        ))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert!(matches!(
+        twice.results[0].result,
+        Some(ItemResult::Credential(_))
+    ));
+    match &twice.results[1].result {
+        Some(ItemResult::Error(e)) => {
+            assert_eq!(e.code, Code::InvalidArgument as i32);
+            assert_eq!(e.field_violations[0].field, "request_id");
+        }
+        other => panic!("a repeated request id: {other:?}"),
+    }
+
+    // Who may call: an issuer; not a verifier, not without a token.
+    let one = || batch(vec![issue_request("w-1", "hangzhou", "33010619900101123")]);
+    let denied = client
+        .batch_issue_credentials(authed(one(), &app.verifier()))
+        .await
+        .expect_err("a verifier");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let anonymous = client
+        .batch_issue_credentials(one())
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+}
