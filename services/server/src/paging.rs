@@ -180,3 +180,51 @@ mod tests {
         assert!(page_size(-1, 50, 500).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Page tokens: any text is answered (a cursor or a field violation),
+    //! a token reads back as the cursor it was made from, and no change to
+    //! a token's bytes is accepted as another cursor.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tokens() -> PageTokens {
+        PageTokens::derived_from(&[7; 32]).unwrap_or_else(|_| unreachable!())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn any_text_is_a_cursor_or_a_field_violation(raw in "\\PC{0,200}") {
+            if let Err(v) = tokens().decode::<(i64, String)>(&raw, &"filters") {
+                prop_assert_eq!(v.0[0].field.as_str(), "page_token");
+            }
+        }
+
+        #[test]
+        fn tokens_read_back_and_resist_any_byte_change(
+            cursor in (any::<i64>(), "\\PC{0,40}"),
+            at in any::<prop::sample::Index>(),
+            xor in 1u8..=255,
+        ) {
+            let t = tokens();
+            let page = t
+                .page(vec![cursor.clone(), cursor.clone()], 1, &"filters", |c| c.clone())
+                .unwrap_or_else(|_| unreachable!());
+            let back: Option<(i64, String)> = t
+                .decode(&page.next_page_token, &"filters")
+                .unwrap_or_else(|_| unreachable!());
+            prop_assert_eq!(back, Some(cursor));
+            let mut bytes = URL_SAFE_NO_PAD
+                .decode(&page.next_page_token)
+                .unwrap_or_else(|_| unreachable!());
+            let i = at.index(bytes.len());
+            bytes[i] ^= xor;
+            let altered = URL_SAFE_NO_PAD.encode(bytes);
+            prop_assert!(t.decode::<(i64, String)>(&altered, &"filters").is_err());
+        }
+    }
+}

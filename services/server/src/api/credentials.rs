@@ -241,3 +241,129 @@ impl CredentialService for Credentials {
         }))
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Whatever a client puts in the fields, parsing answers with a command
+    //! or with field violations (INVALID_ARGUMENT), never a panic and never
+    //! an error that blames the server.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,80}",
+            "[0-9]{17}[0-9X]",
+            "[a-z_]{0,20}",
+            Just("hangzhou".to_owned()),
+            Just("a\u{0}b".to_owned()),
+            Just("\u{202e}evil".to_owned()),
+            "\\PC{250,300}",
+        ]
+    }
+
+    fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
+        proptest::option::of(
+            (any::<i64>(), any::<i32>())
+                .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+        )
+    }
+
+    fn parsed_or_invalid<T>(r: AppResult<T>) -> Result<(), TestCaseError> {
+        match r {
+            Ok(_) | Err(AppError::Invalid(_)) => Ok(()),
+            Err(other) => Err(TestCaseError::fail(format!(
+                "not INVALID_ARGUMENT: {other:?}"
+            ))),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn issue_requests_parse_or_name_their_fields(
+            request_id in text(),
+            issuer_city in text(),
+            qualification in proptest::option::of((any::<i32>(), text(), any::<i32>(), text())),
+            holder_name in text(),
+            holder_national_id in text(),
+            valid_from in timestamp(),
+            valid_until in timestamp(),
+        ) {
+            let req = v1::IssueCredentialRequest {
+                request_id,
+                issuer_city,
+                qualification: qualification.map(|(category, series, level, title)| v1::Qualification {
+                    category,
+                    series,
+                    level,
+                    title,
+                }),
+                holder_name,
+                holder_national_id,
+                valid_from,
+                valid_until,
+            };
+            parsed_or_invalid(issue_command(&req))?;
+        }
+
+        #[test]
+        fn status_changes_parse_or_name_their_fields(
+            request_id in text(),
+            id in prop_oneof![text(), Just(uuid::Uuid::nil().to_string())],
+            reason in text(),
+        ) {
+            parsed_or_invalid(change_command(&request_id, &id, &reason, Transition::Revoke))?;
+        }
+
+        #[test]
+        fn listings_parse_or_name_their_fields(
+            page_size in any::<i32>(),
+            issuer_city in text(),
+            status in any::<i32>(),
+            category in any::<i32>(),
+            holder_national_id in text(),
+            page_token in text(),
+        ) {
+            let req = v1::ListCredentialsRequest {
+                page_size,
+                issuer_city,
+                status,
+                category,
+                holder_national_id,
+                page_token,
+            };
+            parsed_or_invalid(list_command(&req))?;
+        }
+
+        #[test]
+        fn recognition_facts_are_taken_exactly_when_in_range(
+            months in proptest::option::of(-5i32..1300),
+            years in proptest::option::of(prop_oneof![-5i32..100, any::<i32>()]),
+            flags in (any::<Option<bool>>(), any::<Option<bool>>(), any::<Option<bool>>()),
+        ) {
+            let f = v1::RecognitionFacts {
+                local_social_insurance_months: months,
+                local_employer_registered: flags.0,
+                years_of_experience: years,
+                holds_local_license: flags.1,
+                civil_servant: flags.2,
+            };
+            let in_range = months.is_none_or(|m| (0..=1200).contains(&m))
+                && years.is_none_or(|y| (0..=80).contains(&y));
+            match super::super::convert::facts_from_api(Some(&f)) {
+                Ok(facts) => {
+                    prop_assert!(in_range);
+                    prop_assert_eq!(facts.local_social_insurance_months, months.map(i64::from));
+                    prop_assert_eq!(facts.years_of_experience, years.map(i64::from));
+                }
+                Err(v) => {
+                    prop_assert!(!in_range);
+                    prop_assert!(v.0.iter().all(|f| f.field.starts_with("facts.")) && !v.0.is_empty());
+                }
+            }
+        }
+    }
+}
