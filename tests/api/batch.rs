@@ -173,3 +173,80 @@ async fn batches_are_checked_as_a_whole_only_for_their_size_and_caller() {
         .expect_err("no token");
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 }
+
+#[tokio::test]
+async fn importing_a_csv_file_issues_its_good_rows_once_and_names_the_others() {
+    use corridor_server::import::{ImportOptions, import};
+    let app = TestApp::spawn().await;
+    let id = corridor_tests::national_id;
+    // Line 1 is the header. The row on line 5 spans two lines (a quoted
+    // newline, which the server refuses in a title), so the rows after it
+    // start on lines 7, 8 and 9.
+    let csv = format!(
+        "issuer_city,category,series,level,title,holder_name,holder_national_id,request_id\n\
+         hangzhou,PROFESSIONAL_TITLE,engineering,4,高级工程师,张三,{},\n\
+         hangzhou,SKILL_LEVEL,electrician,3,电工,李四,{},given-id-1\n\
+         hangzhou,PROFESSIONAL_TITLE,engineering,4,工程师,王五,330106199001011,\n\
+         hangzhou,PROFESSIONAL_TITLE,engineering,3,\"工程\n师\",赵六,{},\n\
+         hangzhou,NO_SUCH_CATEGORY,engineering,3,工程师,钱七,{},\n\
+         hangzhou,PROFESSIONAL_TITLE,engineering,x,工程师,孙八,{},\n\
+         suzhou,PROFESSIONAL_TITLE,engineering,4,高级工程师,周九,{},\n",
+        id("33010619900101123"),
+        id("33010619900101125"),
+        id("33010619900101127"),
+        id("33010619900101129"),
+        id("33010619900101131"),
+        id("32050619900101133"),
+    );
+    let opts = ImportOptions {
+        server: app.url(),
+        token: app.issuer("hangzhou"),
+        batch: 2,
+        progress: false,
+    };
+    let report = import(csv.as_bytes(), &opts).await.expect("import");
+    assert_eq!(report.rows, 7);
+    assert_eq!(report.issued, 2, "{report:?}");
+    let rejected: Vec<(u64, &str)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.line, r.code.as_str()))
+        .collect();
+    assert_eq!(
+        rejected,
+        [
+            (4, "InvalidArgument"),
+            (5, "InvalidArgument"),
+            (7, "InvalidArgument"),
+            (8, "InvalidArgument"),
+            (9, "PermissionDenied"),
+        ],
+        "{report:?}"
+    );
+    assert_eq!(report.rejected[0].fields, ["holder_national_id"]);
+    assert_eq!(report.rejected[1].fields, ["qualification.title"]);
+    assert_eq!(report.rejected[2].fields, ["category"]);
+    let stored = "SELECT count(*)::bigint AS n FROM credentials";
+    assert_eq!(count(&app, stored).await, 2);
+
+    // The same file again: derived request ids make it a no-op.
+    let again = import(csv.as_bytes(), &opts).await.expect("import again");
+    assert_eq!(again.issued, 2);
+    assert_eq!(again.rejected.len(), 5);
+    assert_eq!(count(&app, stored).await, 2);
+
+    // A token that may not issue stops the import with the server's reason.
+    let refused = import(
+        csv.as_bytes(),
+        &ImportOptions {
+            token: app.verifier(),
+            ..opts
+        },
+    )
+    .await
+    .expect_err("a verifier cannot import");
+    assert!(
+        format!("{refused:#}").contains("PermissionDenied"),
+        "{refused:#}"
+    );
+}

@@ -49,6 +49,34 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Register a CSV file of credentials through BatchIssueCredentials on
+    /// a running server. Exits 0 when every row was issued (now or by an
+    /// earlier import), 2 when some were rejected (listed), 1 on failure.
+    Import {
+        /// The CSV file (header row: issuer_city, category, series, level,
+        /// title, holder_name, holder_national_id; optional request_id,
+        /// valid_from, valid_until).
+        file: PathBuf,
+        /// The server.
+        #[arg(
+            long,
+            env = "CORRIDOR_SERVER",
+            default_value = "http://127.0.0.1:50051"
+        )]
+        server: String,
+        /// Bearer token of an `issuer` of the rows' city.
+        #[arg(long, env = "CORRIDOR_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Rows per call (1 to 1,000).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Also write the rejected rows to this CSV file.
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Mint an identity token signed with the development identity key.
     Token {
         /// Subject.
@@ -269,6 +297,61 @@ impl Cli {
                     }
                 }
             }
+            Command::Import {
+                file,
+                server,
+                token,
+                batch,
+                rejects,
+                json,
+            } => {
+                let reader = std::fs::File::open(file)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let opts = crate::import::ImportOptions {
+                    server: server.clone(),
+                    token: token.clone(),
+                    batch: *batch,
+                    progress: !*json,
+                };
+                let report = crate::import::import(reader, &opts).await?;
+                if let Some(path) = rejects {
+                    let mut w = csv::Writer::from_path(path)?;
+                    w.write_record(["line", "request_id", "code", "message", "fields"])?;
+                    for r in &report.rejected {
+                        w.write_record([
+                            r.line.to_string(),
+                            r.request_id.clone(),
+                            r.code.clone(),
+                            r.message.clone(),
+                            r.fields.join(" "),
+                        ])?;
+                    }
+                    w.flush()?;
+                }
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                } else {
+                    println!(
+                        "{} rows: {} issued (now or before), {} rejected",
+                        report.rows,
+                        report.issued,
+                        report.rejected.len()
+                    );
+                    for r in &report.rejected {
+                        let fields = if r.fields.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" [{}]", r.fields.join(", "))
+                        };
+                        println!("line {}: {}{fields}: {}", r.line, r.code, r.message);
+                    }
+                }
+                if report.rejected.is_empty() {
+                    Ok(())
+                } else {
+                    Err(ExitWith(2).into())
+                }
+            }
             Command::Token {
                 sub,
                 city,
@@ -313,3 +396,9 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down");
 }
+
+/// An exit status other than 1, for a command whose outcome is not a plain
+/// failure (it has printed what happened).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct ExitWith(pub u8);

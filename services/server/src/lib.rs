@@ -40,6 +40,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod import;
 pub mod keyring;
 pub mod metrics;
 pub mod paging;
