@@ -203,6 +203,8 @@ async fn importing_a_csv_file_issues_its_good_rows_once_and_names_the_others() {
         token: app.issuer("hangzhou"),
         batch: 2,
         progress: false,
+        ca_cert: None,
+        client_cert: None,
     };
     let report = import(csv.as_bytes(), &opts).await.expect("import");
     assert_eq!(report.rows, 7);

@@ -59,14 +59,21 @@ impl Ca {
 
     /// A client certificate naming `city` as `urn:g60:city:<city>`.
     fn client(&self, city: &str) -> Pem {
+        self.client_naming(&[city])
+    }
+
+    /// A client certificate whose SAN URIs name `cities` (none, one, two).
+    fn client_naming(&self, cities: &[&str]) -> Pem {
         let key = KeyPair::generate().expect("client key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("{city} HR system"));
-        params.subject_alt_names.push(SanType::URI(
-            format!("urn:g60:city:{city}").try_into().expect("URI"),
-        ));
+            .push(DnType::CommonName, "an HR system");
+        for city in cities {
+            params.subject_alt_names.push(SanType::URI(
+                format!("urn:g60:city:{city}").try_into().expect("URI"),
+            ));
+        }
         let cert = params.signed_by(&key, &self.issuer).expect("sign");
         Pem {
             cert: cert.pem(),
@@ -153,6 +160,19 @@ async fn mutual_tls_binds_city_tokens_to_the_citys_certificate() {
         .expect_err("another city's certificate");
     assert_eq!(other.code(), Code::PermissionDenied, "{other:?}");
 
+    // A certificate of the right CA that names no city, or two: no city.
+    for cities in [&[][..], &["hangzhou", "suzhou"][..]] {
+        let unbound = ca.client_naming(cities);
+        let e = issue(
+            channel(&app, &ca.pem, Some(&unbound)).await,
+            &token,
+            "tls-6",
+        )
+        .await
+        .expect_err("a certificate that names no single city");
+        assert_eq!(e.code(), Code::PermissionDenied, "{cities:?}: {e:?}");
+    }
+
     // A replay of the served request over a bare connection is refused too:
     // the binding is checked before any stored answer is returned.
     let replay = issue(channel(&app, &ca.pem, None).await, &token, "tls-1")
@@ -183,6 +203,42 @@ async fn mutual_tls_binds_city_tokens_to_the_citys_certificate() {
         .expect("an employer verifies without a client certificate")
         .into_inner();
     assert!(verified.valid);
+
+    // `corridor import` over mutual TLS: with the city's certificate it
+    // issues; without one, the server refuses the batch.
+    let csv = format!(
+        "issuer_city,category,series,level,title,holder_name,holder_national_id\n\
+         hangzhou,PROFESSIONAL_TITLE,engineering,4,高级工程师,张三,{}\n",
+        corridor_tests::national_id("33010619900101141")
+    );
+    let opts = corridor_server::import::ImportOptions {
+        server: format!("https://localhost:{}", app.addr.port()),
+        token: token.clone(),
+        batch: 10,
+        progress: false,
+        ca_cert: Some(dir.join("ca.crt")),
+        client_cert: Some((
+            write(&dir, "hangzhou.crt", &hangzhou.cert),
+            write(&dir, "hangzhou.key", &hangzhou.key),
+        )),
+    };
+    let report = corridor_server::import::import(csv.as_bytes(), &opts)
+        .await
+        .expect("import over mutual TLS");
+    assert_eq!((report.issued, report.rejected.len()), (1, 0), "{report:?}");
+    let refused = corridor_server::import::import(
+        csv.as_bytes(),
+        &corridor_server::import::ImportOptions {
+            client_cert: None,
+            ..opts
+        },
+    )
+    .await
+    .expect_err("a city token without the city's certificate");
+    assert!(
+        format!("{refused:#}").contains("PermissionDenied"),
+        "{refused:#}"
+    );
 
     // Plain HTTP/2 is not spoken on a TLS listener.
     let plain = Endpoint::from_shared(format!("http://127.0.0.1:{}", app.addr.port()))

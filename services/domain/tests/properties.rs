@@ -71,23 +71,37 @@ proptest! {
         }
     }
 
-    /// Claims of any shape, signed with the right key: still no panic;
-    /// accepted only when they carry everything a caller needs.
+    /// Claims of any shape, signed with the right key: no panic, and
+    /// accepted only when they carry what a caller needs: a subject, an
+    /// expiry still ahead, a start already behind (30 s leeway), a city
+    /// claim that is empty or a well-formed code.
     #[test]
-    fn signed_claims_of_any_shape_do_not_panic(
-        sub in proptest::option::of("\\PC{0,40}"),
+    fn signed_claims_are_accepted_only_when_complete(
+        sub in proptest::option::of(prop_oneof!["\\PC{0,40}", Just(String::new()), Just("a\u{0}b".to_owned())]),
         city in proptest::option::of("[a-z\\x00]{0,12}"),
         roles in proptest::collection::vec("[a-z_]{0,16}", 0..5),
-        exp in proptest::option::of(any::<i64>()),
-        nbf in proptest::option::of(any::<i64>()),
+        exp in proptest::option::of(prop_oneof![any::<i64>(), -3600i64..3600]),
+        nbf in proptest::option::of(prop_oneof![any::<i64>(), -3600i64..3600]),
     ) {
         let (m, v) = setup();
+        let now = Utc::now().timestamp();
+        // Small values are offsets from now, large ones absolute times.
+        let at = |t: i64| if (-3600..3600).contains(&t) { now + t } else { t };
         let mut claims = serde_json::json!({"iss": ISS, "aud": AUD, "roles": roles});
         if let Some(s) = &sub { claims["sub"] = s.clone().into(); }
         if let Some(c) = &city { claims["city"] = c.clone().into(); }
-        if let Some(e) = exp { claims["exp"] = e.into(); }
-        if let Some(n) = nbf { claims["nbf"] = n.into(); }
+        if let Some(e) = exp { claims["exp"] = at(e).into(); }
+        if let Some(n) = nbf { claims["nbf"] = at(n).into(); }
         let Ok(token) = m.sign(&claims) else { return Ok(()) };
-        let _ = v.verify(&token);
+        if let Ok(caller) = v.verify(&token) {
+            let sub = sub.unwrap_or_default();
+            prop_assert_eq!(&caller.subject, &sub);
+            prop_assert!(!sub.trim().is_empty() && !sub.contains(char::from(0)));
+            prop_assert!(exp.is_some_and(|e| at(e) > now - 60), "exp {:?}", exp);
+            prop_assert!(nbf.is_some_and(|n| at(n) < now + 60), "nbf {:?}", nbf);
+            let city = city.unwrap_or_default();
+            prop_assert!(!city.contains(char::from(0)));
+            prop_assert_eq!(caller.city.map(|c| c.to_string()).unwrap_or_default(), city);
+        }
     }
 }

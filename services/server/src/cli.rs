@@ -76,6 +76,16 @@ pub enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// For an https:// server: a CA certificate (PEM) to trust besides
+        /// the system's.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// For mutual TLS: the city's client certificate (PEM)...
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// ... and its key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// Mint an identity token signed with the development identity key.
     Token {
@@ -304,6 +314,9 @@ impl Cli {
                 batch,
                 rejects,
                 json,
+                ca_cert,
+                cert,
+                key,
             } => {
                 let reader = std::fs::File::open(file)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -312,6 +325,8 @@ impl Cli {
                     token: token.clone(),
                     batch: *batch,
                     progress: !*json,
+                    ca_cert: ca_cert.clone(),
+                    client_cert: cert.clone().zip(key.clone()),
                 };
                 let report = crate::import::import(reader, &opts).await?;
                 if let Some(path) = rejects {

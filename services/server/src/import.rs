@@ -8,10 +8,19 @@
 //! `holder_national_id`, and optionally `request_id`, `valid_from` and
 //! `valid_until` (RFC 3339). A row without a request id gets one derived
 //! from its contents, so importing the same file again issues nothing new.
+//! Request ids are scoped per caller (the token's `sub`): import a file
+//! again with the same subject's token, or give each row a `request_id` and
+//! know that another subject's run would issue it again.
 //! Rows that cannot be read are rejected here, unsent; every other row gets
-//! the server's answer. Batches the server could not take (UNAVAILABLE,
-//! DEADLINE_EXCEEDED, ABORTED) are sent again, which their request ids make
-//! safe; any other refusal of a whole batch stops the import.
+//! the server's answer. What the server could not take for now, a whole
+//! batch or single rows (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED,
+//! RESOURCE_EXHAUSTED), is sent again, up to five times with a growing
+//! pause, which the request ids make safe; any other refusal of a whole
+//! batch stops the import.
+//!
+//! `https://` servers are reached over TLS: the system's roots plus
+//! `ca_cert` if given, and `client_cert` for mutual TLS (a city token then
+//! needs the city's certificate).
 
 use std::time::Duration;
 
@@ -34,6 +43,52 @@ pub struct ImportOptions {
     pub batch: usize,
     /// Draw a progress bar on stderr (only when it is a terminal).
     pub progress: bool,
+    /// A CA certificate (PEM) to trust for an `https://` server.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// A client certificate and key (PEM) for mutual TLS.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// The codes that mean "not now" rather than "no".
+fn transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted | Code::ResourceExhausted
+    )
+}
+
+/// Sends of one row or batch at most.
+const ATTEMPTS: u32 = 5;
+
+/// A channel to `opts.server`, over TLS for `https://`.
+async fn connect(opts: &ImportOptions) -> anyhow::Result<Channel> {
+    let mut endpoint =
+        Endpoint::from_shared(opts.server.clone())?.connect_timeout(Duration::from_secs(5));
+    if opts.server.starts_with("https://") {
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &opts.ca_cert {
+            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        }
+        if let Some((cert, key)) = &opts.client_cert {
+            let cert_pem =
+                std::fs::read(cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            let key_pem =
+                std::fs::read(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            tls = tls.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        }
+        endpoint = endpoint.tls_config(tls)?;
+    } else {
+        anyhow::ensure!(
+            opts.ca_cert.is_none() && opts.client_cert.is_none(),
+            "certificates given for {}, which is not an https:// URL",
+            opts.server
+        );
+    }
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e:?}", opts.server))
 }
 
 /// A row that was not issued.
@@ -153,12 +208,7 @@ pub async fn import(reader: impl std::io::Read, opts: &ImportOptions) -> anyhow:
         "--batch must be 1 to {}",
         crate::app::credentials::MAX_BATCH_ITEMS
     );
-    let channel = Endpoint::from_shared(opts.server.clone())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e}", opts.server))?;
-    let mut client = CredentialServiceClient::new(channel);
+    let mut client = CredentialServiceClient::new(connect(opts).await?);
 
     // Read everything first: the progress bar knows its length, and a file
     // that is not CSV stops before anything is sent.
@@ -211,25 +261,49 @@ pub async fn import(reader: impl std::io::Read, opts: &ImportOptions) -> anyhow:
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     for chunk in pending.chunks(opts.batch) {
-        let results = send(&mut client, &opts.token, chunk).await?;
-        for ((line, req), result) in chunk.iter().zip(results) {
-            match result {
-                Some(ItemResult::Credential(_)) => report.issued += 1,
-                Some(ItemResult::Error(e)) => report.rejected.push(Rejected {
-                    line: *line,
-                    request_id: req.request_id.clone(),
-                    code: format!("{:?}", Code::from(e.code)),
-                    message: e.message,
-                    fields: e.field_violations.into_iter().map(|v| v.field).collect(),
-                }),
-                None => report.rejected.push(Rejected {
-                    line: *line,
-                    request_id: req.request_id.clone(),
-                    code: format!("{:?}", Code::Unknown),
-                    message: "the server answered nothing for this row".into(),
-                    fields: vec![],
-                }),
+        // Rows of this chunk still to send: all, then those the server
+        // could not take for now.
+        let mut todo: Vec<&(u64, v1::IssueCredentialRequest)> = chunk.iter().collect();
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=ATTEMPTS {
+            let results = send(&mut client, &opts.token, &todo).await?;
+            let mut again = Vec::new();
+            for (row, result) in todo.iter().copied().zip(results) {
+                let (line, req) = row;
+                match result {
+                    Some(ItemResult::Credential(_)) => report.issued += 1,
+                    Some(ItemResult::Error(e))
+                        if attempt < ATTEMPTS && transient(Code::from(e.code)) =>
+                    {
+                        again.push(row);
+                    }
+                    Some(ItemResult::Error(e)) => report.rejected.push(Rejected {
+                        line: *line,
+                        request_id: req.request_id.clone(),
+                        code: format!("{:?}", Code::from(e.code)),
+                        message: e.message,
+                        fields: e.field_violations.into_iter().map(|v| v.field).collect(),
+                    }),
+                    None => report.rejected.push(Rejected {
+                        line: *line,
+                        request_id: req.request_id.clone(),
+                        code: format!("{:?}", Code::Unknown),
+                        message: "the server answered nothing for this row".into(),
+                        fields: vec![],
+                    }),
+                }
             }
+            if again.is_empty() {
+                break;
+            }
+            tracing::warn!(
+                rows = again.len(),
+                attempt,
+                "rows not taken for now; sending them again"
+            );
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(5));
+            todo = again;
         }
         bar.inc(chunk.len() as u64);
     }
@@ -242,7 +316,7 @@ pub async fn import(reader: impl std::io::Read, opts: &ImportOptions) -> anyhow:
 async fn send(
     client: &mut CredentialServiceClient<Channel>,
     token: &str,
-    chunk: &[(u64, v1::IssueCredentialRequest)],
+    chunk: &[&(u64, v1::IssueCredentialRequest)],
 ) -> anyhow::Result<Vec<Option<ItemResult>>> {
     let mut wait = Duration::from_millis(200);
     let mut attempt = 0;
@@ -270,13 +344,7 @@ async fn send(
                 }
                 return Ok(results);
             }
-            Err(s)
-                if attempt < 6
-                    && matches!(
-                        s.code(),
-                        Code::Unavailable | Code::DeadlineExceeded | Code::Aborted
-                    ) =>
-            {
+            Err(s) if attempt < ATTEMPTS && transient(s.code()) => {
                 tracing::warn!(code = ?s.code(), message = s.message(), attempt, "batch not taken; sending it again");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));

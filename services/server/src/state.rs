@@ -47,6 +47,10 @@ pub struct Inner {
     pub status_cache: Arc<crate::status_cache::StatusCache>,
     /// Slots of the server's capacity, taken after authentication.
     pub admission: crate::admission::Admission,
+    /// Batch items in flight across every BatchIssueCredentials call: a
+    /// batch holds one admission slot but issues several items at once, so
+    /// the database sees at most this many from all batches together.
+    pub batch_items: tokio::sync::Semaphore,
     /// Slots for change streams (WatchEvents), held while one is open.
     pub watchers: crate::admission::Admission,
     /// Gives audit events their place in the chain.
@@ -156,6 +160,9 @@ impl AppState {
                 admission: crate::admission::Admission::new(
                     settings.limits.max_concurrent_requests,
                     settings.limits.max_concurrent_per_caller,
+                ),
+                batch_items: tokio::sync::Semaphore::new(
+                    crate::app::credentials::BATCH_ITEMS_IN_FLIGHT,
                 ),
                 watchers: crate::admission::Admission::new(
                     settings.limits.max_watchers,

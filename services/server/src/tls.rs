@@ -82,9 +82,14 @@ impl Tls {
             *seen = digest;
         }
         match build(&self.settings) {
-            Ok((config, _)) => {
+            Ok((config, built_from)) => {
                 if let Ok(mut current) = self.current.write() {
                     *current = Arc::new(config);
+                }
+                // The bytes the configuration came from (the files may
+                // have changed again since they were hashed above).
+                if let Ok(mut seen) = self.seen.write() {
+                    *seen = built_from;
                 }
                 tracing::info!(cert_file = %self.settings.cert_file.display(), "TLS configuration reloaded");
                 true

@@ -49,7 +49,8 @@ pub struct PeerInfo {
 /// The connections accepted on `listener`: `TCP_NODELAY` set, at most
 /// `max_connections` open, each closed after `idle_timeout` without
 /// traffic, and with `tls`, TLS (each handshake on its own task, bounded by
-/// the idle timeout, so a slow handshake holds up no one else).
+/// [`HANDSHAKE_TIMEOUT`], so a slow handshake holds up no other handshake,
+/// and holds its connection slot 10 s at most).
 ///
 /// Why no-delay: a unary gRPC answer leaves in two writes (headers and
 /// message, then the trailers). With Nagle's algorithm on, the second small
@@ -67,6 +68,11 @@ pub fn incoming(
     tokio::spawn(accept_loop(listener, limits, tls, tx));
     tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok)
 }
+
+/// A TLS handshake must finish within this (or the idle timeout, if
+/// shorter): a client that connects and says nothing holds a connection
+/// slot this long at most.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts until the server stops taking connections (the receiver drops).
 async fn accept_loop(
@@ -120,7 +126,8 @@ async fn accept_loop(
         info.mutual_tls = tls.mutual();
         let tx = tx.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(limits.idle_timeout, acceptor.accept(stream)).await {
+            let deadline = limits.idle_timeout.min(HANDSHAKE_TIMEOUT);
+            match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
                 Ok(Ok(s)) => {
                     let (_, session) = s.get_ref();
                     info.client_city = session

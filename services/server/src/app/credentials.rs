@@ -97,8 +97,13 @@ pub fn credential_page_size(raw: i32) -> Result<u64, corridor_domain::Violations
 pub const MAX_BATCH_ITEMS: usize = 1000;
 
 /// Items of one batch in flight at once: enough to overlap the database
-/// round trips, few enough that one batch does not take the pool.
+/// round trips.
 const BATCH_CONCURRENCY: usize = 8;
+
+/// Batch items in flight across all batches of this replica
+/// (`AppState::batch_items`): however many batches arrive, they take at most
+/// this many database connections.
+pub const BATCH_ITEMS_IN_FLIGHT: usize = 8;
 
 impl AppState {
     /// Issues a credential: signs a VC-JWT with the city's current key and
@@ -234,10 +239,13 @@ impl AppState {
             .collect();
         Ok(futures::stream::iter(items)
             .map(|item| async move {
-                match item {
-                    Ok(cmd) => self.issue_credential(caller, cmd).await,
-                    Err(e) => Err(e),
-                }
+                let cmd = item?;
+                let _slot = self
+                    .batch_items
+                    .acquire()
+                    .await
+                    .map_err(|_| AppError::internal("the batch slots are closed"))?;
+                self.issue_credential(caller, cmd).await
             })
             .buffered(BATCH_CONCURRENCY)
             .collect()
