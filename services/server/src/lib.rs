@@ -21,11 +21,17 @@
 //! - [`state`]: what every use case shares;
 //! - [`status_cache`]: registered credentials in memory, coherent across replicas;
 //! - [`server`]: assembling services, health, reflection and limits;
-//! - [`transport`]: socket options, and the codes of requests no handler saw;
+//! - [`transport`]: accepted connections (limits, idle timeout, TLS, the
+//!   peer's certificate city), and the codes of requests no handler saw;
+//! - [`tls`]: the listener's TLS configuration, reloaded when its files change;
+//! - [`sequencer`]: the audit chain's order, hashes and signed checkpoints;
+//! - [`audit_offline`]: exporting and verifying the audit chain without a server;
+//! - [`import`]: `corridor import`, a client of BatchIssueCredentials;
 //! - [`sample`]: sample credentials for `--dev`;
 //! - [`throttle`]: the limit on failed holder checks;
 //! - [`error`]: the use cases' errors;
-//! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`, `policy check`).
+//! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`,
+//!   `policy check`, `audit export|verify`, `import`).
 //!
 //! Domain rules (the credential and recognition lifecycles, verification,
 //! the role table) live in `corridor-domain`, recognition policy in
