@@ -52,30 +52,17 @@ async fn all_events(app: &TestApp) -> Vec<v1::AuditEvent> {
     }
 }
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    let row = app
-        .db
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            sql.to_owned(),
-        ))
-        .await
-        .expect("query")
-        .expect("row");
-    row.try_get_by_index::<i64>(0).expect("count")
-}
-
 /// Waits until every stored event has its place in the chain; returns the
 /// head.
 async fn settled(app: &TestApp) -> i64 {
     for _ in 0..200 {
-        let waiting = count(
-            app,
-            "SELECT count(*) FROM audit_events e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = e.seq)",
+        let waiting = app.count("SELECT count(*) FROM audit_events e WHERE NOT EXISTS (SELECT 1 FROM audit_chain c WHERE c.seq = e.seq)",
         )
         .await;
         if waiting == 0 {
-            return count(app, "SELECT COALESCE(MAX(position), 0) FROM audit_chain").await;
+            return app
+                .count("SELECT COALESCE(MAX(position), 0) FROM audit_chain")
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -145,11 +132,9 @@ async fn an_event_edited_in_sql_is_named_online_and_offline() {
     verify_id(&app, &ids[1]).await;
     // The verification's event is written in the background.
     for _ in 0..200 {
-        if count(
-            &app,
-            "SELECT count(*) FROM audit_events WHERE action = 'credential.verified'",
-        )
-        .await
+        if app
+            .count("SELECT count(*) FROM audit_events WHERE action = 'credential.verified'")
+            .await
             > 0
         {
             break;

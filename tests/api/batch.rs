@@ -4,23 +4,9 @@
 use corridor_proto::v1;
 use corridor_proto::v1::batch_issue_result::Result as ItemResult;
 use corridor_tests::{TestApp, authed, violated_fields};
-use sea_orm::{ConnectionTrait, Statement};
 use tonic::Code;
 
 use crate::support::issue_request;
-
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            sql.to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap()
-}
 
 fn batch(items: Vec<v1::IssueCredentialRequest>) -> v1::BatchIssueCredentialsRequest {
     v1::BatchIssueCredentialsRequest { items }
@@ -87,8 +73,8 @@ async fn a_batch_stores_exactly_its_good_items_and_a_retry_nothing_new() {
     let stored = "SELECT count(*)::bigint AS n FROM credentials";
     let issued =
         "SELECT count(*)::bigint AS n FROM audit_events WHERE action = 'credential.issued'";
-    assert_eq!(count(&app, stored).await, 3);
-    let events = count(&app, issued).await;
+    assert_eq!(app.count(stored).await, 3);
+    let events = app.count(issued).await;
     assert_eq!(events, 3);
 
     // The same batch again: the same credentials, nothing new stored.
@@ -98,8 +84,8 @@ async fn a_batch_stores_exactly_its_good_items_and_a_retry_nothing_new() {
         .expect("the retry is answered")
         .into_inner();
     assert_eq!(ids(&again), got);
-    assert_eq!(count(&app, stored).await, 3);
-    assert_eq!(count(&app, issued).await, events);
+    assert_eq!(app.count(stored).await, 3);
+    assert_eq!(app.count(issued).await, events);
 
     // Each issued item verifies like any credential.
     let cred = match &again.results[0].result {
@@ -132,7 +118,8 @@ async fn batches_are_checked_as_a_whole_only_for_their_size_and_caller() {
         .expect_err("1,001 items");
     assert_eq!(too_many.code(), Code::InvalidArgument);
     assert_eq!(
-        count(&app, "SELECT count(*)::bigint AS n FROM credentials").await,
+        app.count("SELECT count(*)::bigint AS n FROM credentials")
+            .await,
         0
     );
 
@@ -229,13 +216,13 @@ async fn importing_a_csv_file_issues_its_good_rows_once_and_names_the_others() {
     assert_eq!(report.rejected[1].fields, ["qualification.title"]);
     assert_eq!(report.rejected[2].fields, ["category"]);
     let stored = "SELECT count(*)::bigint AS n FROM credentials";
-    assert_eq!(count(&app, stored).await, 2);
+    assert_eq!(app.count(stored).await, 2);
 
     // The same file again: derived request ids make it a no-op.
     let again = import(csv.as_bytes(), &opts).await.expect("import again");
     assert_eq!(again.issued, 2);
     assert_eq!(again.rejected.len(), 5);
-    assert_eq!(count(&app, stored).await, 2);
+    assert_eq!(app.count(stored).await, 2);
 
     // A token that may not issue stops the import with the server's reason.
     let refused = import(

@@ -8,19 +8,6 @@ use corridor_server::state::AppState;
 use corridor_tests::TestApp;
 use sea_orm::{ConnectionTrait, Statement};
 
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    app.db
-        .query_one_raw(Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            sql.to_owned(),
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap()
-}
-
 async fn snapshot(app: &TestApp) -> Vec<i64> {
     let mut v = Vec::new();
     for t in [
@@ -30,7 +17,10 @@ async fn snapshot(app: &TestApp) -> Vec<i64> {
         "audit_events",
         "seaql_migrations",
     ] {
-        v.push(count(app, &format!("SELECT count(*)::bigint AS n FROM {t}")).await);
+        v.push(
+            app.count(&format!("SELECT count(*)::bigint AS n FROM {t}"))
+                .await,
+        );
     }
     v
 }

@@ -352,6 +352,21 @@ impl TestApp {
         self.token("ops", None, &["corridor_admin"])
     }
 
+    /// The first column of the one row `sql` returns, as a number (for
+    /// `SELECT count(*) ...` on the test database).
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql.to_owned(),
+            ))
+            .await
+            .expect("query")
+            .expect("a row")
+            .try_get_by_index::<i64>(0)
+            .expect("a number in the first column")
+    }
+
     /// Stops the server and waits until it has drained.
     pub async fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -45,11 +45,12 @@ pub struct Tls {
 impl Tls {
     /// Loads the configuration; an error names the file and the cause.
     pub fn load(settings: &TlsSettings) -> anyhow::Result<Arc<Self>> {
-        let (config, digest) = build(settings)?;
+        let files = Files::read(settings)?;
+        let config = build(settings, &files)?;
         Ok(Arc::new(Self {
             settings: settings.clone(),
             current: RwLock::new(Arc::new(config)),
-            seen: RwLock::new(digest),
+            seen: RwLock::new(files.digest()),
         }))
     }
 
@@ -70,10 +71,13 @@ impl Tls {
     /// Reloads if the files changed. Returns whether a new configuration
     /// is now in use.
     pub fn reload_if_changed(&self) -> bool {
-        let Ok(digest) = digest_of(&self.settings) else {
+        // One read per check: the digest and the configuration come from
+        // the same bytes.
+        let Ok(files) = Files::read(&self.settings) else {
             // A file missing for a moment (a symlink swap): try again later.
             return false;
         };
+        let digest = files.digest();
         let unchanged = self.seen.read().map(|s| *s == digest).unwrap_or(false);
         if unchanged {
             return false;
@@ -81,15 +85,10 @@ impl Tls {
         if let Ok(mut seen) = self.seen.write() {
             *seen = digest;
         }
-        match build(&self.settings) {
-            Ok((config, built_from)) => {
+        match build(&self.settings, &files) {
+            Ok(config) => {
                 if let Ok(mut current) = self.current.write() {
                     *current = Arc::new(config);
-                }
-                // The bytes the configuration came from (the files may
-                // have changed again since they were hashed above).
-                if let Ok(mut seen) = self.seen.write() {
-                    *seen = built_from;
                 }
                 tracing::info!(cert_file = %self.settings.cert_file.display(), "TLS configuration reloaded");
                 true
@@ -143,51 +142,43 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("tls.{what} {}", path.display()))
 }
 
-fn digest_of(s: &TlsSettings) -> anyhow::Result<[u8; 32]> {
-    let contents = files(s)
-        .into_iter()
-        .map(|(path, what)| read(path, what))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(digest(contents.iter().map(Vec::as_slice)))
+/// The contents of the configured files, read once.
+struct Files {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    client_ca: Option<Vec<u8>>,
 }
 
-/// SHA-256 over the files' contents, each prefixed by its length.
-fn digest<'a>(contents: impl Iterator<Item = &'a [u8]>) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for bytes in contents {
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
+impl Files {
+    fn read(s: &TlsSettings) -> anyhow::Result<Self> {
+        Ok(Self {
+            cert: read(&s.cert_file, "cert_file")?,
+            key: read(&s.key_file, "key_file")?,
+            client_ca: match &s.client_ca_file {
+                Some(p) => Some(read(p, "client_ca_file")?),
+                None => None,
+            },
+        })
     }
-    h.finalize().into()
-}
 
-fn files(s: &TlsSettings) -> Vec<(&Path, &'static str)> {
-    let mut f = vec![
-        (s.cert_file.as_path(), "cert_file"),
-        (s.key_file.as_path(), "key_file"),
-    ];
-    if let Some(ca) = &s.client_ca_file {
-        f.push((ca.as_path(), "client_ca_file"));
-    }
-    f
-}
-
-fn build(s: &TlsSettings) -> anyhow::Result<(ServerConfig, [u8; 32])> {
-    // Read once, hash what was read: the digest names exactly these bytes.
-    let cert_pem = read(&s.cert_file, "cert_file")?;
-    let key_pem = read(&s.key_file, "key_file")?;
-    let ca_pem = match &s.client_ca_file {
-        Some(p) => Some(read(p, "client_ca_file")?),
-        None => None,
-    };
-    let digest = digest(
-        [Some(&cert_pem), Some(&key_pem), ca_pem.as_ref()]
+    /// SHA-256 over the contents, each prefixed by its length.
+    fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        for bytes in [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
-            .map(Vec::as_slice),
-    );
+        {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        }
+        h.finalize().into()
+    }
+}
 
-    let certs = CertificateDer::pem_slice_iter(&cert_pem)
+/// The server configuration the files make (`s` names them in errors).
+fn build(s: &TlsSettings, files: &Files) -> anyhow::Result<ServerConfig> {
+    let (cert_pem, key_pem, ca_pem) = (&files.cert, &files.key, &files.client_ca);
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| {
             format!(
@@ -201,13 +192,13 @@ fn build(s: &TlsSettings) -> anyhow::Result<(ServerConfig, [u8; 32])> {
             s.cert_file.display()
         );
     }
-    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .with_context(|| format!("tls.key_file {}: no PEM private key", s.key_file.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?;
-    let builder = match (&s.client_ca_file, &ca_pem) {
+    let builder = match (&s.client_ca_file, ca_pem) {
         (Some(path), Some(pem)) => {
             let mut roots = RootCertStore::empty();
             for ca in CertificateDer::pem_slice_iter(pem) {
@@ -247,5 +238,5 @@ fn build(s: &TlsSettings) -> anyhow::Result<(ServerConfig, [u8; 32])> {
     })?;
     // gRPC is HTTP/2: clients that negotiate ALPN must get h2.
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok((config, digest))
+    Ok(config)
 }

@@ -36,8 +36,6 @@ pub struct ConnectionLimits {
 pub struct PeerInfo {
     /// The client's address.
     pub remote_addr: Option<SocketAddr>,
-    /// Whether the connection is TLS.
-    pub tls: bool,
     /// Whether the listener binds city tokens to client certificates
     /// (mutual TLS, `crate::tls`).
     pub mutual_tls: bool,
@@ -122,7 +120,6 @@ async fn accept_loop(
             continue;
         };
         let acceptor = tls.acceptor();
-        info.tls = true;
         info.mutual_tls = tls.mutual();
         let tx = tx.clone();
         tokio::spawn(async move {

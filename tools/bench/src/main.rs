@@ -122,6 +122,19 @@ fn issue_request(
     }
 }
 
+/// The request the load rows send: a Hangzhou 副高级 engineering title for
+/// `holder`, with a fresh request id under `prefix`.
+fn title_request(ctx: &Ctx, prefix: &str, holder: &str) -> v1::IssueCredentialRequest {
+    issue_request(
+        format!("{prefix}-{}", ctx.next()),
+        "hangzhou",
+        v1::QualificationCategory::ProfessionalTitle,
+        "engineering",
+        4,
+        holder,
+    )
+}
+
 struct Ctx {
     args: Args,
     setup: Setup,
@@ -429,17 +442,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
                 let holder = holder.clone();
                 move |t, _| {
                     let mut c = CredentialServiceClient::new(ctx.channel(t));
-                    let req = authed(
-                        issue_request(
-                            format!("bench-{}", ctx.next()),
-                            "hangzhou",
-                            v1::QualificationCategory::ProfessionalTitle,
-                            "engineering",
-                            4,
-                            &holder,
-                        ),
-                        &ctx.issuer,
-                    );
+                    let req = authed(title_request(&ctx, "bench", &holder), &ctx.issuer);
                     async move {
                         c.issue_credential(req.map_err(|e| tonic::Status::internal(e.to_string()))?)
                             .await
@@ -469,16 +472,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
             move |t, _| {
                 let mut c = CredentialServiceClient::new(ctx.channel(t));
                 let items = (0..BATCH)
-                    .map(|_| {
-                        issue_request(
-                            format!("bench-{}", ctx.next()),
-                            "hangzhou",
-                            v1::QualificationCategory::ProfessionalTitle,
-                            "engineering",
-                            4,
-                            &holder,
-                        )
-                    })
+                    .map(|_| title_request(&ctx, "bench", &holder))
                     .collect();
                 let req = authed(v1::BatchIssueCredentialsRequest { items }, &ctx.issuer);
                 async move {
@@ -796,18 +790,8 @@ async fn mixed(ctx: &Arc<Ctx>, holder: &str, hefei: &str) -> anyhow::Result<load
                 let bad = |e: anyhow::Error| tonic::Status::internal(e.to_string());
                 match (t as u64 + k) % 4 {
                     0 => {
-                        let req = authed(
-                            issue_request(
-                                format!("mix-{}", ctx.next()),
-                                "hangzhou",
-                                v1::QualificationCategory::ProfessionalTitle,
-                                "engineering",
-                                4,
-                                &holder,
-                            ),
-                            &ctx.issuer,
-                        )
-                        .map_err(bad)?;
+                        let req = authed(title_request(&ctx, "mix", &holder), &ctx.issuer)
+                            .map_err(bad)?;
                         CredentialServiceClient::new(ctx.channel(t))
                             .issue_credential(req)
                             .await
