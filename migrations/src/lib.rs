@@ -14,6 +14,7 @@ mod m20261127_000003_recognition;
 mod m20261127_000004_status_checks;
 mod m20261127_000005_hot_path_foreign_keys;
 mod m20261127_000006_audit_chain;
+mod m20261127_000007_status_lists;
 
 /// Runs the corridor migrations in order.
 pub struct Migrator;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_status_checks::Migration),
             Box::new(m20261127_000005_hot_path_foreign_keys::Migration),
             Box::new(m20261127_000006_audit_chain::Migration),
+            Box::new(m20261127_000007_status_lists::Migration),
         ]
     }
 }

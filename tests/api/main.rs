@@ -10,6 +10,7 @@ mod consistency;
 mod credentials;
 mod hardening;
 mod idempotency;
+mod offline;
 mod outages;
 mod privacy;
 mod recognition;

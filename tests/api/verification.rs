@@ -234,6 +234,7 @@ async fn a_validly_signed_token_that_is_not_the_registered_one_fails() {
             until: None,
         },
         issued_at: chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp(), 0).unwrap(),
+        status: Vec::new(),
     };
     let forged = corridor_domain::vc::sign(&key, &claims).unwrap();
     let v = verify_token(&app, &forged, "").await;

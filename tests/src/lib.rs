@@ -83,6 +83,62 @@ pub struct TestApp {
     admin_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The HTTP/1.1 port (JWKS, status lists).
+    pub http_addr: SocketAddr,
+    http: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// An HTTP answer: status, headers (names lowercase), body.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The first header named `name` (lowercase).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `GET path` over plain HTTP/1.1 on a fresh connection, as curl would.
+pub async fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect HTTP");
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read answer");
+    let text = String::from_utf8(raw).expect("UTF-8 answer");
+    let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpAnswer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 fn server_url() -> String {
@@ -230,10 +286,17 @@ impl TestApp {
             db.clone()
         };
         let mut settings = Settings::default().with_dev_defaults();
+        let http_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind HTTP");
+        let http_addr = http_listener.local_addr().expect("HTTP addr");
+        settings.http.listen = Some(http_addr);
         adjust(&mut settings);
         let (state, _audit_task) = AppState::from_parts(server_db, &settings)
             .await
             .expect("build state");
+        let http_state = state.clone();
+        let http = tokio::spawn(async move {
+            let _ = corridor_server::http::serve(http_listener, http_state).await;
+        });
         let clock = state.clock.clone();
         let kept = state.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -262,6 +325,8 @@ impl TestApp {
                 admin_url,
                 shutdown: Some(tx),
                 server: Some(server),
+                http_addr,
+                http: Some(http),
             },
             the_proxy,
         )
@@ -275,7 +340,10 @@ impl TestApp {
         )
         .await
         .expect("connect replica");
-        let settings = Settings::default().with_dev_defaults();
+        let mut settings = Settings::default().with_dev_defaults();
+        // Credentials name the same status lists whichever replica issues.
+        settings.http.listen = None;
+        settings.http.public_url = Some(format!("http://{}", self.http_addr));
         let (state, _audit) = AppState::from_parts(db, &settings)
             .await
             .expect("replica state");
@@ -372,6 +440,9 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Some(h) = self.http.take() {
+            h.abort();
+        }
         if let Some(h) = self.server.take() {
             let _ = h.await;
         }
@@ -382,6 +453,9 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
+        }
+        if let Some(h) = self.http.take() {
+            h.abort();
         }
         let admin_url = self.admin_url.clone();
         let db_name = self.db_name.clone();

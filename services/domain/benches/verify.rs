@@ -41,6 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             until: None,
         },
         issued_at: now,
+        status: Vec::new(),
     };
     let token = vc::sign(&key, &claims)?;
     let vk = Arc::new(key.verifying_key(now - chrono::Duration::hours(1)));

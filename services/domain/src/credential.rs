@@ -194,6 +194,10 @@ pub struct Credential {
     pub issued_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Its entry in the issuing city's status lists (none for credentials
+    /// issued before the lists existed).
+    #[serde(default)]
+    pub status_entry: Option<crate::status_list::StatusEntry>,
 }
 
 impl Credential {

@@ -13,6 +13,8 @@
 //! - [`authz`]: who may call what: the role table, one function per RPC;
 //! - [`recognition`]: the lifecycle of a recorded recognition and how it
 //!   follows its source credential;
+//! - [`status_list`]: W3C Bitstring Status Lists: entries, their keyed
+//!   allocation order, the encoded list;
 //! - [`text`]: free text people read (names, titles, reasons), without
 //!   control, invisible or direction-changing characters;
 //! - [`verify`]: the verification rules that need the registry (record
@@ -31,6 +33,7 @@ pub mod holder;
 pub mod keys;
 pub mod qualification;
 pub mod recognition;
+pub mod status_list;
 pub mod text;
 pub mod vc;
 pub mod verify;

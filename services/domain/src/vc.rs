@@ -21,6 +21,7 @@ use crate::city::CityCode;
 use crate::credential::{ValidityWindow, WindowPosition};
 use crate::keys::{IssuerSigningKey, IssuerVerifyingKey};
 use crate::qualification::{Category, Qualification};
+use crate::status_list::{Purpose, StatusEntry};
 
 /// The VC 2.0 base context.
 pub const VC_CONTEXT_V2: &str = "https://www.w3.org/ns/credentials/v2";
@@ -49,6 +50,58 @@ pub struct CredentialClaims {
     pub window: ValidityWindow,
     /// Issuance time (the JWT `iat`), to the second.
     pub issued_at: DateTime<Utc>,
+    /// Where its status is published (`credentialStatus`): one entry per
+    /// purpose, or none.
+    pub status: Vec<StatusListEntry>,
+}
+
+/// A `credentialStatus` entry of type `BitstringStatusListEntry` (W3C
+/// Bitstring Status List v1.0), in its JSON form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusListEntry {
+    /// `<list credential URL>#<index>`.
+    pub id: String,
+    /// Always `BitstringStatusListEntry`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `revocation` or `suspension`.
+    #[serde(rename = "statusPurpose")]
+    pub purpose: String,
+    /// The bit's index, as a decimal string (the specification's form).
+    #[serde(rename = "statusListIndex")]
+    pub index: String,
+    /// The URL of the status list credential.
+    #[serde(rename = "statusListCredential")]
+    pub list_credential: String,
+}
+
+/// The URL of a city's status list credential: `<base>/v1/status/<city>/<list>/<purpose>`.
+pub fn status_list_url(base_url: &str, city: &CityCode, list: u32, purpose: Purpose) -> String {
+    format!(
+        "{}/v1/status/{city}/{list}/{}",
+        base_url.trim_end_matches('/'),
+        purpose.as_str()
+    )
+}
+
+impl StatusListEntry {
+    /// The entries of `entry` in `city`'s lists published under `base_url`:
+    /// one per purpose, the same index in both.
+    pub fn for_entry(base_url: &str, city: &CityCode, entry: StatusEntry) -> Vec<Self> {
+        Purpose::ALL
+            .into_iter()
+            .map(|purpose| {
+                let url = status_list_url(base_url, city, entry.list, purpose);
+                Self {
+                    id: format!("{url}#{}", entry.index),
+                    kind: "BitstringStatusListEntry".to_owned(),
+                    purpose: purpose.as_str().to_owned(),
+                    index: entry.index.to_string(),
+                    list_credential: url,
+                }
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -83,6 +136,12 @@ struct WireCredential {
     valid_until: Option<DateTime<Utc>>,
     #[serde(rename = "credentialSubject")]
     credential_subject: WireSubject,
+    #[serde(
+        rename = "credentialStatus",
+        skip_serializing_if = "Vec::is_empty",
+        default
+    )]
+    credential_status: Vec<StatusListEntry>,
     iss: String,
     jti: String,
     iat: i64,
@@ -117,6 +176,7 @@ pub fn sign(key: &IssuerSigningKey, claims: &CredentialClaims) -> Result<String,
                 title: q.title().to_owned(),
             },
         },
+        credential_status: claims.status.clone(),
         iss: issuer,
         jti: urn,
         iat: claims.issued_at.timestamp(),
@@ -447,6 +507,7 @@ fn parse_wire(w: WireCredential) -> Option<CredentialClaims> {
         holder_name: w.credential_subject.name,
         window,
         issued_at,
+        status: w.credential_status,
     })
 }
 
@@ -512,6 +573,14 @@ mod tests {
                 until: Some(now + chrono::Duration::days(365)),
             },
             issued_at: DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+            status: StatusListEntry::for_entry(
+                "https://status.example/",
+                &city("hangzhou"),
+                StatusEntry {
+                    list: 2,
+                    index: 4711,
+                },
+            ),
         }
     }
 
@@ -677,6 +746,8 @@ pub struct AttestationClaims {
     pub credential_id: Uuid,
     /// Its issuing city.
     pub source_city: CityCode,
+    /// The qualification recognized (as the source credential states it).
+    pub qualification: Qualification,
     /// The receiving city, which signs.
     pub target_city: CityCode,
     /// Outcome name.
@@ -689,25 +760,37 @@ pub struct AttestationClaims {
     pub deciding_rules: Vec<String>,
     /// When decided.
     pub issued_at: DateTime<Utc>,
+    /// When the attestation stops being valid (`validUntil`, `exp`).
+    pub valid_until: DateTime<Utc>,
+    /// Where the recognition's status is published, or nothing.
+    pub status: Vec<StatusListEntry>,
 }
 
 /// Signs a recognition attestation: a VC-JWT of type
 /// `RecognitionAttestation` issued by the target city, whose subject is the
-/// source credential (`urn:uuid:<credential id>`).
+/// source credential (`urn:uuid:<credential id>`). Its status entries turn
+/// on when the recognition is voided (revocation) or suspended.
 pub fn sign_attestation(
     key: &IssuerSigningKey,
     a: &AttestationClaims,
 ) -> Result<String, SignError> {
     let issuer = issuer_id(&a.target_city);
     let id = format!("urn:uuid:{}", a.recognition_id);
-    let body = serde_json::json!({
+    let q = &a.qualification;
+    let mut body = serde_json::json!({
         "@context": [VC_CONTEXT_V2],
         "id": id,
         "type": ["VerifiableCredential", "RecognitionAttestation"],
         "issuer": issuer,
         "validFrom": a.issued_at,
+        "validUntil": a.valid_until,
         "credentialSubject": {
             "id": format!("urn:uuid:{}", a.credential_id),
+            "qualification": {
+                "category": q.category().as_str(),
+                "series": q.series(),
+                "level": q.level(),
+            },
             "recognition": {
                 "sourceCity": a.source_city.as_str(),
                 "targetCity": a.target_city.as_str(),
@@ -721,6 +804,61 @@ pub fn sign_attestation(
         "jti": id,
         "iat": a.issued_at.timestamp(),
         "nbf": a.issued_at.timestamp(),
+        "exp": a.valid_until.timestamp(),
+    });
+    if !a.status.is_empty()
+        && let Some(o) = body.as_object_mut()
+    {
+        o.insert(
+            "credentialStatus".to_owned(),
+            serde_json::to_value(&a.status).map_err(|e| SignError(e.to_string()))?,
+        );
+    }
+    sign_compact(key, &body)
+}
+
+/// What a status list credential states.
+#[derive(Debug, Clone)]
+pub struct StatusListClaims {
+    /// The publishing city.
+    pub city: CityCode,
+    /// The list credential's URL (its `id`).
+    pub url: String,
+    /// What a set bit means.
+    pub purpose: Purpose,
+    /// The list, encoded (`Bitstring::encode`).
+    pub encoded_list: String,
+    /// When built.
+    pub issued_at: DateTime<Utc>,
+    /// How long a verifier may cache it, milliseconds (`ttl`); `validUntil`
+    /// is `issued_at` plus this.
+    pub ttl_ms: u64,
+}
+
+/// Signs a `BitstringStatusListCredential` as a VC-JWT with the city's key.
+pub fn sign_status_list(key: &IssuerSigningKey, l: &StatusListClaims) -> Result<String, SignError> {
+    let issuer = issuer_id(&l.city);
+    let until = l.issued_at
+        + chrono::Duration::milliseconds(i64::try_from(l.ttl_ms).unwrap_or(i64::MAX / 2));
+    let body = serde_json::json!({
+        "@context": [VC_CONTEXT_V2],
+        "id": l.url,
+        "type": ["VerifiableCredential", "BitstringStatusListCredential"],
+        "issuer": issuer,
+        "validFrom": l.issued_at,
+        "validUntil": until,
+        "credentialSubject": {
+            "id": format!("{}#list", l.url),
+            "type": "BitstringStatusList",
+            "statusPurpose": l.purpose.as_str(),
+            "encodedList": l.encoded_list,
+            "ttl": l.ttl_ms,
+        },
+        "iss": issuer,
+        "jti": l.url,
+        "iat": l.issued_at.timestamp(),
+        "nbf": l.issued_at.timestamp(),
+        "exp": until.timestamp(),
     });
     sign_compact(key, &body)
 }

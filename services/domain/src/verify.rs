@@ -162,6 +162,7 @@ mod tests {
                 until: None,
             },
             issued_at: chrono::DateTime::<Utc>::from_timestamp(now.timestamp(), 0).unwrap_or(now),
+            status: Vec::new(),
         };
         let Ok(token) = vc::sign(&key, &claims) else {
             unreachable!()
@@ -188,6 +189,7 @@ mod tests {
             issued_by: "hz-hr".into(),
             issued_at: claims.issued_at,
             updated_at: claims.issued_at,
+            status_entry: None,
         };
         Fixture {
             token,

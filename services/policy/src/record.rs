@@ -42,4 +42,8 @@ pub struct Recognition {
     pub decided_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Its entry in the target city's status lists, which its attestations
+    /// carry (none for recognitions from before the lists).
+    #[serde(default)]
+    pub status_entry: Option<corridor_domain::status_list::StatusEntry>,
 }

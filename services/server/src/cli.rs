@@ -34,6 +34,10 @@ pub enum Command {
         /// Address to listen on (overrides the configuration).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
+        /// Address of the HTTP/1.1 port for JWKS and status lists
+        /// (overrides `http.listen`; the default public URL follows it).
+        #[arg(long)]
+        http_listen: Option<std::net::SocketAddr>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -161,7 +165,10 @@ impl Cli {
             )?),
         };
         match &self.command {
-            Command::Serve { listen } => {
+            Command::Serve {
+                listen,
+                http_listen,
+            } => {
                 let mut settings = self.settings()?;
                 let _telemetry =
                     crate::telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())?;
@@ -170,6 +177,9 @@ impl Cli {
                 }
                 if let Some(l) = listen {
                     settings.listen = *l;
+                }
+                if let Some(h) = http_listen {
+                    settings.http.listen = Some(*h);
                 }
                 if self.dev {
                     std::fs::create_dir_all("data")?;
@@ -198,9 +208,26 @@ impl Cli {
                         }
                     }));
                 }
+                let mut http_task = None;
+                if let Some(addr) = settings.http.listen {
+                    let http = TcpListener::bind(addr).await.map_err(|e| {
+                        anyhow::anyhow!("binding the HTTP port {addr} (http.listen): {e}")
+                    })?;
+                    let state = state.clone();
+                    http_task = Some(tokio::spawn(async move {
+                        if let Err(e) = crate::http::serve(http, state).await {
+                            tracing::error!(error = %e, "HTTP server stopped");
+                        }
+                    }));
+                }
                 let listener = TcpListener::bind(settings.listen).await?;
                 server::serve_with(listener, state, settings.limits, tls, shutdown_signal())
                     .await?;
+                // The HTTP server holds a state clone too.
+                if let Some(h) = http_task {
+                    h.abort();
+                    let _ = h.await;
+                }
                 // The metrics server holds a state clone: stop it so the
                 // state can drop and the audit writer can finish.
                 if let Some(m) = metrics_task {

@@ -71,6 +71,78 @@ pub struct Settings {
     /// HTTP/2 when unset.
     #[serde(default)]
     pub tls: Option<TlsSettings>,
+    /// The plain HTTP/1.1 port: JWKS and status lists (`crate::http`).
+    #[serde(default)]
+    pub http: HttpSettings,
+    /// Recognition attestations.
+    #[serde(default)]
+    pub attestations: AttestationSettings,
+}
+
+/// The plain HTTP/1.1 port for browsers, curl and JOSE libraries: per-city
+/// JWKS and W3C Bitstring Status Lists, without a token (`crate::http`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// Where to listen (`CORRIDOR_HTTP__LISTEN`); off when unset.
+    pub listen: Option<SocketAddr>,
+    /// The URL verifiers reach that port at (`CORRIDOR_HTTP__PUBLIC_URL`,
+    /// e.g. `https://status.corridor.example`). Credentials carry status
+    /// list URLs under it, so it must stay stable. Default:
+    /// `http://<listen>`. With neither set, credentials carry no
+    /// `credentialStatus`.
+    pub public_url: Option<String>,
+    /// How long clients may cache a status list or a JWKS, seconds
+    /// (`Cache-Control: max-age`, and the list's `ttl`).
+    pub max_age_seconds: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 50052))),
+            public_url: None,
+            max_age_seconds: 60,
+        }
+    }
+}
+
+impl HttpSettings {
+    /// The base of the URLs credentials carry, if any.
+    pub fn base_url(&self) -> Option<String> {
+        self.public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .or_else(|| self.listen.map(|a| format!("http://{a}")))
+    }
+}
+
+/// Recognition attestations.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttestationSettings {
+    /// How long an attestation is valid, days (`validUntil`); 365 when
+    /// unset or 0.
+    pub validity_days: u32,
+    /// Per city (its code), overriding `validity_days`.
+    pub validity_days_by_city: std::collections::BTreeMap<String, u32>,
+}
+
+/// Default validity of an attestation, days.
+pub const DEFAULT_ATTESTATION_VALIDITY_DAYS: u32 = 365;
+
+impl AttestationSettings {
+    /// The validity of attestations `city` signs.
+    pub fn validity(&self, city: &str) -> chrono::Duration {
+        let days = self
+            .validity_days_by_city
+            .get(city)
+            .copied()
+            .filter(|d| *d > 0)
+            .or(Some(self.validity_days).filter(|d| *d > 0))
+            .unwrap_or(DEFAULT_ATTESTATION_VALIDITY_DAYS);
+        chrono::Duration::days(i64::from(days))
+    }
 }
 
 /// TLS for the gRPC listener (`crate::tls`). The files are PEM; they are
@@ -261,6 +333,8 @@ impl Default for Settings {
             otlp_endpoint: None,
             audit: AuditSettings::default(),
             tls: None,
+            http: HttpSettings::default(),
+            attestations: AttestationSettings::default(),
         }
     }
 }

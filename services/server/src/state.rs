@@ -57,6 +57,10 @@ pub struct Inner {
     pub sequencer: Arc<crate::sequencer::Sequencer>,
     /// The audit and change-stream settings.
     pub audit_settings: crate::config::AuditSettings,
+    /// Status-list entries and built lists (`crate::status_lists`).
+    pub status_lists: crate::status_lists::StatusLists,
+    /// How long recognition attestations are valid, per city.
+    pub attestations: crate::config::AttestationSettings,
 }
 
 impl AppState {
@@ -170,6 +174,11 @@ impl AppState {
                 ),
                 sequencer,
                 audit_settings: settings.audit,
+                status_lists: crate::status_lists::StatusLists::new(
+                    settings.http.base_url(),
+                    std::time::Duration::from_secs(u64::from(settings.http.max_age_seconds)),
+                ),
+                attestations: settings.attestations.clone(),
             }),
         };
         Ok((state, audit_task))

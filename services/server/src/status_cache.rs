@@ -619,6 +619,7 @@ mod tests {
             issued_by: "s".into(),
             issued_at: now,
             updated_at: now,
+            status_entry: None,
         })
     }
 

@@ -4,6 +4,7 @@ use corridor_domain::RequestId;
 use corridor_domain::authz::Rpc;
 use corridor_domain::city::CityCode;
 use corridor_domain::error::AllOk;
+use corridor_domain::status_list::Purpose;
 use corridor_proto::v1;
 use corridor_proto::v1::city_registry_service_server::CityRegistryService;
 use tonic::{Request, Response, Status};
@@ -59,6 +60,31 @@ impl CityRegistryService for CityRegistry {
         Ok(Response::new(v1::GetIssuerKeysResponse {
             keys: keys.iter().map(published_key_to_api).collect(),
             jwks_json: jwks.to_string(),
+        }))
+    }
+
+    async fn get_status_list(
+        &self,
+        req: Request<v1::GetStatusListRequest>,
+    ) -> Result<Response<v1::GetStatusListResponse>, Status> {
+        let _slot = super::admit_anonymous(&self.state)?;
+        let r = req.get_ref();
+        let purpose = match v1::StatusPurpose::try_from(r.purpose) {
+            Ok(v1::StatusPurpose::Revocation) => Ok(Purpose::Revocation),
+            Ok(v1::StatusPurpose::Suspension) => Ok(Purpose::Suspension),
+            _ => Err(corridor_domain::Violations::one(
+                "purpose",
+                "must be STATUS_PURPOSE_REVOCATION or STATUS_PURPOSE_SUSPENSION",
+            )),
+        };
+        let (city, purpose) = (CityCode::parse("city", &r.city), purpose)
+            .all_ok()
+            .map_err(AppError::from)?;
+        let built = self.state.status_list(&city, r.list, purpose).await?;
+        Ok(Response::new(v1::GetStatusListResponse {
+            status_list_credential: built.jwt,
+            max_age_seconds: u32::try_from(self.state.status_lists.max_age().as_secs())
+                .unwrap_or(u32::MAX),
         }))
     }
 

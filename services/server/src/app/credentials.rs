@@ -8,6 +8,7 @@ use corridor_domain::credential::{Credential, Status, Transition, ValidityWindow
 use corridor_domain::holder::NationalId;
 use corridor_domain::qualification::{Category, Qualification};
 use corridor_domain::recognition::Cascade;
+use corridor_domain::status_list::StatusEntry;
 use corridor_domain::vc::{self, CredentialClaims};
 use corridor_domain::{RequestId, Violations};
 use futures::StreamExt;
@@ -129,6 +130,8 @@ impl AppState {
             }),
         };
         let city = &cmd.issuer_city;
+        // Before any transaction (it may use the pool's only connection).
+        let entry = self.status_lists.allocate(&self.db, city).await?;
         // The fast path: one statement, one round trip, with the key this
         // replica signed with last (the statement checks it is still current).
         if self.db.get_database_backend() == sea_orm::DbBackend::Postgres
@@ -140,7 +143,8 @@ impl AppState {
                 cmd.valid_until,
                 "valid_until",
             ) {
-                let (c, event) = signed(&signing, &cmd, window, &holder_hash, caller, now)?;
+                let (c, event) =
+                    self.signed(&signing, &cmd, (window, entry), &holder_hash, caller, now)?;
                 let answer = serde_json::to_vec(&c).map_err(AppError::internal)?;
                 let claim = (
                     caller.subject.as_str(),
@@ -181,7 +185,8 @@ impl AppState {
                     // committing meanwhile leaves `iat` inside the key's window.
                     let key_row = self.current_key(txn, city, "issuer_city").await?;
                     let signing = self.keyring.signing_for(&key_row)?;
-                    let (c, event) = signed(&signing, &cmd, window, &holder_hash, caller, now)?;
+                    let (c, event) =
+                        self.signed(&signing, &cmd, (window, entry), &holder_hash, caller, now)?;
                     cred_store::insert(txn, &c).await?;
                     Ok(Done {
                         result: c,
@@ -432,56 +437,62 @@ impl AppState {
     }
 }
 
-/// A new credential signed with `key`, and its audit event.
-fn signed(
-    key: &corridor_domain::keys::IssuerSigningKey,
-    cmd: &IssueCredential,
-    window: ValidityWindow,
-    holder_hash: &corridor_domain::holder::HolderHash,
-    caller: &Caller,
-    now: DateTime<Utc>,
-) -> AppResult<(Credential, NewEvent)> {
-    let claims = CredentialClaims {
-        id: Uuid::now_v7(),
-        issuer_city: cmd.issuer_city.clone(),
-        qualification: cmd.qualification.clone(),
-        holder_name: cmd.holder_name.clone(),
-        window,
-        issued_at: now,
-    };
-    let token = vc::sign(key, &claims).map_err(AppError::internal)?;
-    let c = Credential {
-        id: claims.id,
-        issuer_city: claims.issuer_city,
-        qualification: claims.qualification,
-        holder_name: claims.holder_name,
-        holder_hash: holder_hash.clone(),
-        window,
-        status: Status::Active,
-        status_reason: None,
-        kid: key.kid().to_owned(),
-        token,
-        issued_by: caller.subject.clone(),
-        issued_at: now,
-        updated_at: now,
-    };
-    let q = &c.qualification;
-    let event = NewEvent::by(
-        caller,
-        "credential.issued",
-        "credential",
-        c.id,
-        json!({
-            "issuer_city": c.issuer_city,
-            "category": q.category().as_str(),
-            "series": q.series(),
-            "level": q.level(),
-            "kid": c.kid,
-        }),
-        now,
-    )
-    .concerning(&c.issuer_city, None);
-    Ok((c, event))
+impl AppState {
+    /// A new credential signed with `key`, with its status `entry`, and its
+    /// audit event.
+    fn signed(
+        &self,
+        key: &corridor_domain::keys::IssuerSigningKey,
+        cmd: &IssueCredential,
+        (window, entry): (ValidityWindow, Option<StatusEntry>),
+        holder_hash: &corridor_domain::holder::HolderHash,
+        caller: &Caller,
+        now: DateTime<Utc>,
+    ) -> AppResult<(Credential, NewEvent)> {
+        let claims = CredentialClaims {
+            id: Uuid::now_v7(),
+            issuer_city: cmd.issuer_city.clone(),
+            qualification: cmd.qualification.clone(),
+            holder_name: cmd.holder_name.clone(),
+            window,
+            issued_at: now,
+            status: self.status_lists.entries(&cmd.issuer_city, entry),
+        };
+        let token = vc::sign(key, &claims).map_err(AppError::internal)?;
+        let c = Credential {
+            id: claims.id,
+            issuer_city: claims.issuer_city,
+            qualification: claims.qualification,
+            holder_name: claims.holder_name,
+            holder_hash: holder_hash.clone(),
+            window,
+            status: Status::Active,
+            status_reason: None,
+            kid: key.kid().to_owned(),
+            token,
+            issued_by: caller.subject.clone(),
+            issued_at: now,
+            updated_at: now,
+            status_entry: entry,
+        };
+        let q = &c.qualification;
+        let event = NewEvent::by(
+            caller,
+            "credential.issued",
+            "credential",
+            c.id,
+            json!({
+                "issuer_city": c.issuer_city,
+                "category": q.category().as_str(),
+                "series": q.series(),
+                "level": q.level(),
+                "kid": c.kid,
+            }),
+            now,
+        )
+        .concerning(&c.issuer_city, None);
+        Ok((c, event))
+    }
 }
 
 fn operation_of(t: Transition) -> &'static str {

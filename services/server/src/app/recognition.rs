@@ -9,6 +9,7 @@ use corridor_domain::city::CityCode;
 use corridor_domain::credential::Credential;
 use corridor_domain::qualification::Qualification;
 use corridor_domain::recognition::RecognitionStatus;
+use corridor_domain::status_list::StatusEntry;
 use corridor_domain::vc::{self, AttestationClaims};
 use corridor_policy::{Explanation, Facts, Outcome, Subject};
 use sea_orm::ConnectionTrait;
@@ -167,6 +168,8 @@ impl AppState {
             }),
         };
         let target = &cmd.target_city;
+        // Before any transaction (it may use the pool's only connection).
+        let entry = self.status_lists.allocate(&self.db, target).await?;
         self.mutate(
             caller,
             key,
@@ -184,7 +187,9 @@ impl AppState {
                     .decide(txn, &cred, (target, "target_city"), &cmd.facts, now)
                     .await?;
                 let id = Uuid::now_v7();
-                let attestation = self.attest(txn, id, &cred, target, &decided).await?;
+                let attestation = self
+                    .attest(txn, (id, entry), &cred, target, &decided)
+                    .await?;
                 let r = Recognition {
                     id,
                     credential_id: cred.id,
@@ -202,6 +207,7 @@ impl AppState {
                     decided_by: caller.subject.clone(),
                     decided_at: now,
                     updated_at: now,
+                    status_entry: entry,
                 };
                 rec_store::insert(txn, &r).await?;
                 let event = NewEvent::by(
@@ -283,7 +289,9 @@ impl AppState {
                 let decided = self
                     .decide(txn, &cred, (&target, "target_city"), &facts, now)
                     .await?;
-                let attestation = self.attest(txn, id, &cred, &target, &decided).await?;
+                let attestation = self
+                    .attest(txn, (id, row.status_entry), &cred, &target, &decided)
+                    .await?;
                 let updated = Recognition {
                     outcome: decided.decision.outcome,
                     mapped_level: decided.decision.mapped_level,
@@ -540,11 +548,13 @@ impl AppState {
         Ok(Some((version, self.policies.compiled(&v)?)))
     }
 
-    /// Signs the attestation of a decision with the target city's current key.
+    /// Signs the attestation of a decision with the target city's current
+    /// key, valid for the city's attestation validity, carrying the
+    /// recognition's status `entry`.
     async fn attest(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        id: Uuid,
+        (id, entry): (Uuid, Option<StatusEntry>),
         cred: &Credential,
         target: &CityCode,
         d: &Decided,
@@ -557,12 +567,15 @@ impl AppState {
                 recognition_id: id,
                 credential_id: cred.id,
                 source_city: cred.issuer_city.clone(),
+                qualification: cred.qualification.clone(),
                 target_city: target.clone(),
                 outcome: d.decision.outcome.as_str().to_owned(),
                 mapped_level: d.decision.mapped_level,
                 policy_version: d.policy_version,
                 deciding_rules: d.decision.deciding_rules.clone(),
                 issued_at: d.at,
+                valid_until: d.at + self.attestations.validity(target.as_str()),
+                status: self.status_lists.entries(target, entry),
             },
         )
         .map_err(AppError::internal)

@@ -48,11 +48,13 @@ pub(crate) fn record(m: credential::Model) -> Result<Credential, DbErr> {
         issued_by: m.issued_by,
         issued_at: m.issued_at,
         updated_at: m.updated_at,
+        status_entry: super::status_entry(m.status_list, m.status_index),
     })
 }
 
 fn active(c: &Credential) -> credential::ActiveModel {
     let q = &c.qualification;
+    let (status_list, status_index) = super::status_columns(c.status_entry);
     credential::ActiveModel {
         id: Set(c.id),
         issuer_city: Set(c.issuer_city.to_string()),
@@ -71,6 +73,8 @@ fn active(c: &Credential) -> credential::ActiveModel {
         issued_by: Set(c.issued_by.clone()),
         issued_at: Set(c.issued_at),
         updated_at: Set(c.updated_at),
+        status_list: Set(status_list),
+        status_index: Set(status_index),
     }
 }
 
@@ -223,8 +227,9 @@ pub const ISSUE_STATEMENT: &str = "WITH signing AS (
         ), credential AS (
             INSERT INTO credentials (id, issuer_city, category, series, level, title, holder_name,
                 holder_hash, valid_from, valid_until, status, status_reason, kid, token, issued_by,
-                issued_at, updated_at)
-            SELECT $9, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULL, $1, $19, $20, $8, $8
+                issued_at, updated_at, status_list, status_index)
+            SELECT $9, $2, $10, $11, $12, $13, $14, $15, $16, $17, $18, NULL, $1, $19, $20, $8, $8,
+                $27, $28
             FROM claim
             RETURNING 1
         ), event AS (
@@ -265,32 +270,34 @@ pub async fn issue_in_one_statement(
     use sea_orm::{DbBackend, Statement, Value};
     let q = &c.qualification;
     let values: Vec<Value> = vec![
-        c.kid.clone().into(),             // 1
-        c.issuer_city.to_string().into(), // 2
-        caller.into(),                    // 3
-        request_id.into(),                // 4
-        operation.into(),                 // 5
-        payload_hash.into(),              // 6
-        answer.into(),                    // 7
-        c.issued_at.into(),               // 8
-        c.id.into(),                      // 9
-        q.category().as_str().into(),     // 10
-        q.series().into(),                // 11
-        i32::from(q.level()).into(),      // 12
-        q.title().into(),                 // 13
-        c.holder_name.clone().into(),     // 14
-        c.holder_hash.as_str().into(),    // 15
-        c.window.from.into(),             // 16
-        c.window.until.into(),            // 17
-        c.status.as_str().into(),         // 18
-        c.token.clone().into(),           // 19
-        c.issued_by.clone().into(),       // 20
-        event.actor.clone().into(),       // 21
-        event.actor_city.clone().into(),  // 22
-        event.action.into(),              // 23
-        event.subject_type.into(),        // 24
-        event.subject_id.clone().into(),  // 25
-        event.detail.to_string().into(),  // 26
+        c.kid.clone().into(),                           // 1
+        c.issuer_city.to_string().into(),               // 2
+        caller.into(),                                  // 3
+        request_id.into(),                              // 4
+        operation.into(),                               // 5
+        payload_hash.into(),                            // 6
+        answer.into(),                                  // 7
+        c.issued_at.into(),                             // 8
+        c.id.into(),                                    // 9
+        q.category().as_str().into(),                   // 10
+        q.series().into(),                              // 11
+        i32::from(q.level()).into(),                    // 12
+        q.title().into(),                               // 13
+        c.holder_name.clone().into(),                   // 14
+        c.holder_hash.as_str().into(),                  // 15
+        c.window.from.into(),                           // 16
+        c.window.until.into(),                          // 17
+        c.status.as_str().into(),                       // 18
+        c.token.clone().into(),                         // 19
+        c.issued_by.clone().into(),                     // 20
+        event.actor.clone().into(),                     // 21
+        event.actor_city.clone().into(),                // 22
+        event.action.into(),                            // 23
+        event.subject_type.into(),                      // 24
+        event.subject_id.clone().into(),                // 25
+        event.detail.to_string().into(),                // 26
+        super::status_columns(c.status_entry).0.into(), // 27
+        super::status_columns(c.status_entry).1.into(), // 28
     ];
     let sql = ISSUE_STATEMENT;
     let row = conn

@@ -104,6 +104,10 @@ pub mod credential {
         pub issued_at: ChronoDateTimeUtc,
         /// Last change.
         pub updated_at: ChronoDateTimeUtc,
+        /// Its status list (with `status_index`; NULL before status lists).
+        pub status_list: Option<i32>,
+        /// Its index in that list.
+        pub status_index: Option<i32>,
     }
 
     /// No relations are navigated through sea-orm.
@@ -252,6 +256,10 @@ pub mod recognition {
         pub decided_at: ChronoDateTimeUtc,
         /// Last change.
         pub updated_at: ChronoDateTimeUtc,
+        /// Its attestations' status list in the target city's lists.
+        pub status_list: Option<i32>,
+        /// Its index in that list.
+        pub status_index: Option<i32>,
     }
 
     /// No relations are navigated through sea-orm.

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod policies;
 pub mod recognitions;
 pub mod request_log;
+pub mod status_lists;
 
 use std::time::Duration;
 
@@ -114,6 +115,30 @@ pub fn redacted(url: &str) -> String {
 /// Applies every pending migration.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// A status entry from its two nullable columns (both or neither).
+pub(crate) fn status_entry(
+    list: Option<i32>,
+    index: Option<i32>,
+) -> Option<corridor_domain::status_list::StatusEntry> {
+    match (list, index) {
+        (Some(l), Some(i)) => Some(corridor_domain::status_list::StatusEntry {
+            list: u32::try_from(l).ok()?,
+            index: u32::try_from(i).ok()?,
+        }),
+        _ => None,
+    }
+}
+
+/// The two columns of a status entry.
+pub(crate) fn status_columns(
+    e: Option<corridor_domain::status_list::StatusEntry>,
+) -> (Option<i32>, Option<i32>) {
+    match e {
+        Some(e) => (i32::try_from(e.list).ok(), i32::try_from(e.index).ok()),
+        None => (None, None),
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ fn record(m: recognition::Model) -> Result<Recognition, DbErr> {
         decided_by: m.decided_by,
         decided_at: m.decided_at,
         updated_at: m.updated_at,
+        status_entry: super::status_entry(m.status_list, m.status_index),
     })
 }
 
@@ -58,6 +59,8 @@ fn active(r: &Recognition) -> Result<recognition::ActiveModel, DbErr> {
         decided_by: Set(r.decided_by.clone()),
         decided_at: Set(r.decided_at),
         updated_at: Set(r.updated_at),
+        status_list: Set(super::status_columns(r.status_entry).0),
+        status_index: Set(super::status_columns(r.status_entry).1),
     })
 }
 
