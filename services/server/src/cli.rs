@@ -6,13 +6,31 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
+use crate::client;
 use crate::config::{Settings, dev_identity_minter};
 use crate::state::AppState;
 use crate::{server, store};
 
+/// Exit codes of the client commands, shown under `corridor --help`.
+const EXIT_CODES: &str = "\
+Client commands (credential, recognition, policy but check, keys, events) talk
+to a running server through the public gRPC API and exit with:
+  0  success (and `credential verify`: the credential is valid)
+  1  a failure that is not the caller's (server unreachable, UNAVAILABLE,
+     INTERNAL, DEADLINE_EXCEEDED, a file missing, ...)
+  2  usage error (the command line does not parse)
+  3  the server refused the request as invalid (INVALID_ARGUMENT,
+     FAILED_PRECONDITION, OUT_OF_RANGE, ALREADY_EXISTS, ABORTED; and
+     `policy validate` when the draft has diagnostics)
+  4  NOT_FOUND
+  5  UNAUTHENTICATED or PERMISSION_DENIED
+  6  `credential verify` answered that the credential is not valid
+Errors (code, message, field violations) go to stderr. `import` exits 0 when
+every row was issued, 2 when some were rejected, 1 on failure.";
+
 /// Talent Corridor: the G60 credential service.
 #[derive(Debug, Parser)]
-#[command(name = "corridor", version)]
+#[command(name = "corridor", version, after_help = EXIT_CODES)]
 pub struct Cli {
     /// Configuration file (TOML); `CORRIDOR_*` environment variables override it.
     #[arg(long, global = true, env = "CORRIDOR_CONFIG")]
@@ -41,11 +59,38 @@ pub enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Recognition policies, offline.
+    /// Credentials on a running server: issue, get, list, verify,
+    /// suspend, reinstate, revoke.
+    Credential {
+        /// What to do.
+        #[command(subcommand)]
+        command: client::credential::Command,
+    },
+    /// Recognitions on a running server: request, get, list, update-facts,
+    /// matrix.
+    Recognition {
+        /// What to do.
+        #[command(subcommand)]
+        command: client::recognition::Command,
+    },
+    /// Recognition policies: `check` offline; validate, publish, simulate,
+    /// get, versions on a running server.
     Policy {
         /// What to do.
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// The cities' issuer keys on a running server: list, rotate.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: client::keys::Command,
+    },
+    /// The change stream of a running server: watch.
+    Events {
+        /// What to do.
+        #[command(subcommand)]
+        command: client::events::Command,
     },
     /// The audit chain, offline.
     Audit {
@@ -123,6 +168,9 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "")]
         province: String,
     },
+    /// On a running server.
+    #[command(flatten)]
+    Remote(client::policy::Command),
 }
 
 /// `corridor audit ...`.
@@ -148,7 +196,34 @@ pub enum AuditCommand {
     },
 }
 
+impl Command {
+    /// The client command this is, if it is one (`credential`,
+    /// `recognition`, `policy` but `check`, `keys`, `events`); else itself.
+    pub fn into_client(self) -> Result<client::Group, Box<Self>> {
+        match self {
+            Self::Credential { command } => Ok(client::Group::Credential(command)),
+            Self::Recognition { command } => Ok(client::Group::Recognition(command)),
+            Self::Policy {
+                command: PolicyCommand::Remote(command),
+            } => Ok(client::Group::Policy(command)),
+            Self::Keys { command } => Ok(client::Group::Keys(command)),
+            Self::Events { command } => Ok(client::Group::Events(command)),
+            other => Err(Box::new(other)),
+        }
+    }
+}
+
 impl Cli {
+    /// Parses a command line (its first item is the program name); clap's
+    /// error when it does not parse. For running commands in-process.
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+
     fn settings(&self) -> anyhow::Result<Settings> {
         let s = Settings::load(self.config.as_deref())?;
         Ok(if self.dev { s.with_dev_defaults() } else { s })
@@ -164,6 +239,23 @@ impl Cli {
                 None,
             )?),
         };
+        let command = match self.command.into_client() {
+            Ok(group) => {
+                let code = client::run(group, &mut std::io::stdout(), &mut std::io::stderr()).await;
+                return if code == client::exit::OK {
+                    Ok(())
+                } else {
+                    Err(ExitWith(code).into())
+                };
+            }
+            Err(command) => *command,
+        };
+        let this = Cli { command, ..self };
+        this.run_local().await
+    }
+
+    /// Runs a command that is not a client of a running server.
+    async fn run_local(self) -> anyhow::Result<()> {
         match &self.command {
             Command::Serve {
                 listen,
@@ -413,6 +505,14 @@ impl Cli {
                 println!("{token}");
                 Ok(())
             }
+            // `run` has sent these to the client.
+            Command::Credential { .. }
+            | Command::Recognition { .. }
+            | Command::Keys { .. }
+            | Command::Events { .. }
+            | Command::Policy {
+                command: PolicyCommand::Remote(_),
+            } => anyhow::bail!("a client command runs through `client::run`"),
         }
     }
 }

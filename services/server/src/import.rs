@@ -30,7 +30,7 @@ use corridor_proto::v1::credential_service_client::CredentialServiceClient;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tonic::Code;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -60,35 +60,15 @@ fn transient(code: Code) -> bool {
 /// Sends of one row or batch at most.
 const ATTEMPTS: u32 = 5;
 
-/// A channel to `opts.server`, over TLS for `https://`.
+/// A channel to `opts.server`, over TLS for `https://` (the clients'
+/// shared connection code).
 async fn connect(opts: &ImportOptions) -> anyhow::Result<Channel> {
-    let mut endpoint =
-        Endpoint::from_shared(opts.server.clone())?.connect_timeout(Duration::from_secs(5));
-    if opts.server.starts_with("https://") {
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &opts.ca_cert {
-            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
-        }
-        if let Some((cert, key)) = &opts.client_cert {
-            let cert_pem =
-                std::fs::read(cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
-            let key_pem =
-                std::fs::read(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
-            tls = tls.identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
-        }
-        endpoint = endpoint.tls_config(tls)?;
-    } else {
-        anyhow::ensure!(
-            opts.ca_cert.is_none() && opts.client_cert.is_none(),
-            "certificates given for {}, which is not an https:// URL",
-            opts.server
-        );
-    }
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e:?}", opts.server))
+    crate::client::connect(&crate::client::Target {
+        server: opts.server.clone(),
+        ca_cert: opts.ca_cert.clone(),
+        client_cert: opts.client_cert.clone(),
+    })
+    .await
 }
 
 /// A row that was not issued.
@@ -322,15 +302,12 @@ async fn send(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut req = tonic::Request::new(v1::BatchIssueCredentialsRequest {
-            items: chunk.iter().map(|(_, r)| r.clone()).collect(),
-        });
-        req.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {token}")
-                .parse()
-                .map_err(|_| anyhow::anyhow!("the token is not a valid header value"))?,
-        );
+        let req = crate::client::authed(
+            v1::BatchIssueCredentialsRequest {
+                items: chunk.iter().map(|(_, r)| r.clone()).collect(),
+            },
+            Some(token),
+        )?;
         match client.batch_issue_credentials(req).await {
             Ok(r) => {
                 let mut results: Vec<Option<ItemResult>> = vec![None; chunk.len()];

@@ -43,6 +43,7 @@ pub mod app;
 pub mod audit_offline;
 pub mod caller_cache;
 pub mod cli;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
