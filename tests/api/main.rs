@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod batch;
 mod cities;
+mod cli;
 mod consistency;
 mod credentials;
 mod hardening;
