@@ -215,7 +215,23 @@ pub async fn connect(target: &Target) -> anyhow::Result<Channel> {
     endpoint
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach {}: {e:?}", target.server))
+        .map_err(|e| anyhow::anyhow!("cannot reach {}: {}", target.server, causes(&e)))
+}
+
+/// An error and its sources, `: `-separated (a transport error's own text
+/// says only "transport error").
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// `msg` as a request carrying `authorization: Bearer <token>` when there
