@@ -29,6 +29,9 @@ pub const DEV_IDP_ISSUER: &str = "https://idp.dev.g60-corridor.local";
 pub const DEV_IDP_KID: &str = "dev-idp-1";
 /// The audience (`aud`) this service expects by default.
 pub const DEFAULT_AUDIENCE: &str = "g60-talent-corridor";
+/// Where `--dev` serves JWKS and status lists unless told otherwise.
+pub const DEV_HTTP_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50052);
 /// Where `--dev` keeps its SQLite database.
 pub const DEV_DATABASE_URL: &str = "sqlite://data/corridor-dev.sqlite?mode=rwc";
 
@@ -84,7 +87,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct HttpSettings {
-    /// Where to listen (`CORRIDOR_HTTP__LISTEN`); off when unset.
+    /// Where to listen (`CORRIDOR_HTTP__LISTEN`); off when unset (`--dev`:
+    /// 127.0.0.1:50052 unless a public URL is set).
     pub listen: Option<SocketAddr>,
     /// The URL verifiers reach that port at (`CORRIDOR_HTTP__PUBLIC_URL`,
     /// e.g. `https://status.corridor.example`). Credentials carry status
@@ -100,7 +104,7 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
-            listen: Some(SocketAddr::from(([127, 0, 0, 1], 50052))),
+            listen: None,
             public_url: None,
             max_age_seconds: 60,
         }
@@ -414,6 +418,9 @@ impl Settings {
         }
         if self.identity.issuer.is_none() {
             self.identity.issuer = Some(DEV_IDP_ISSUER.to_owned());
+        }
+        if self.http.listen.is_none() && self.http.public_url.is_none() {
+            self.http.listen = Some(DEV_HTTP_LISTEN);
         }
         if !self.identity.keys.iter().any(|k| k.kid == DEV_IDP_KID) {
             let (_, pk) = dev_identity_minter(&self.identity.audience);

@@ -24,14 +24,18 @@
 //! - [`transport`]: accepted connections (limits, idle timeout, TLS, the
 //!   peer's certificate city), and the codes of requests no handler saw;
 //! - [`tls`]: the listener's TLS configuration, reloaded when its files change;
+//! - [`http`]: the plain HTTP/1.1 port: per-city JWKS and W3C status lists;
+//! - [`status_lists`]: status-list entries handed out, and the signed lists built;
 //! - [`sequencer`]: the audit chain's order, hashes and signed checkpoints;
 //! - [`audit_offline`]: exporting and verifying the audit chain without a server;
 //! - [`import`]: `corridor import`, a client of BatchIssueCredentials;
+//! - [`client`]: the operator CLI's commands, clients of the public gRPC API;
 //! - [`sample`]: sample credentials for `--dev`;
 //! - [`throttle`]: the limit on failed holder checks;
 //! - [`error`]: the use cases' errors;
 //! - [`cli`]: the `corridor` command line (`serve`, `migrate`, `token`,
-//!   `policy check`, `audit export|verify`, `import`).
+//!   `policy check`, `audit export|verify`, `import`, and the client
+//!   commands `credential`, `recognition`, `policy`, `keys`, `events`).
 //!
 //! Domain rules (the credential and recognition lifecycles, verification,
 //! the role table) live in `corridor-domain`, recognition policy in

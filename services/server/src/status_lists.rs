@@ -82,10 +82,13 @@ impl StatusLists {
     /// The next entry of `city`'s lists, or none when lists are not
     /// published. Uses `db` itself, outside any transaction: call it
     /// before opening one (under SQLite the pool has one connection).
+    /// `known` runs before a block is reserved, to refuse an unknown city
+    /// before anything is written for it.
     pub async fn allocate(
         &self,
         db: &DatabaseConnection,
         city: &CityCode,
+        known: impl AsyncFnOnce() -> AppResult<()>,
     ) -> AppResult<Option<StatusEntry>> {
         if self.base_url.is_none() {
             return Ok(None);
@@ -99,6 +102,7 @@ impl StatusLists {
         };
         let mut b = block.lock().await;
         if b.next >= b.end || b.permutation.is_none() {
+            known().await?;
             let key = corridor_domain::status_list::new_key().map_err(AppError::internal)?;
             let r = store::reserve(db, city, BLOCK, &key).await?;
             b.permutation = Some(Permutation::new(&r.key).map_err(AppError::internal)?);

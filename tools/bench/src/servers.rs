@@ -142,6 +142,9 @@ impl Server {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("RUST_LOG", "warn")
+            // Credentials carry their status entries as in production (the
+            // lists themselves are not served: no HTTP port).
+            .env("CORRIDOR_HTTP__PUBLIC_URL", "https://status.bench.invalid")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

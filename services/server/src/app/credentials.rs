@@ -131,7 +131,12 @@ impl AppState {
         };
         let city = &cmd.issuer_city;
         // Before any transaction (it may use the pool's only connection).
-        let entry = self.status_lists.allocate(&self.db, city).await?;
+        let entry = self
+            .status_lists
+            .allocate(&self.db, city, async || {
+                self.known_city(city, "issuer_city").await
+            })
+            .await?;
         // The fast path: one statement, one round trip, with the key this
         // replica signed with last (the statement checks it is still current).
         if self.db.get_database_backend() == sea_orm::DbBackend::Postgres

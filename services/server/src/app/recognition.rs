@@ -169,7 +169,12 @@ impl AppState {
         };
         let target = &cmd.target_city;
         // Before any transaction (it may use the pool's only connection).
-        let entry = self.status_lists.allocate(&self.db, target).await?;
+        let entry = self
+            .status_lists
+            .allocate(&self.db, target, async || {
+                self.known_city(target, "target_city").await
+            })
+            .await?;
         self.mutate(
             caller,
             key,
