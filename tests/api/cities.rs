@@ -331,3 +331,47 @@ async fn metrics_expose_the_named_series_after_a_walk() {
         assert!(body.contains(series), "{series} missing from\n{body}");
     }
 }
+
+#[tokio::test]
+async fn categories_and_levels_are_named_in_chinese_and_english() {
+    let app = TestApp::spawn().await;
+    let got = app
+        .cities()
+        .await
+        .list_qualification_categories(v1::ListQualificationCategoriesRequest {})
+        .await
+        .expect("public, no token")
+        .into_inner()
+        .categories;
+    assert_eq!(got.len(), 5);
+    let title = &got[0];
+    assert_eq!(
+        title.category,
+        v1::QualificationCategory::ProfessionalTitle as i32
+    );
+    assert_eq!(
+        (title.name_zh.as_str(), title.name_en.as_str()),
+        ("职称", "Professional title")
+    );
+    assert_eq!(title.levels.len(), 5);
+    assert_eq!(
+        (
+            title.levels[3].level,
+            title.levels[3].name_zh.as_str(),
+            title.levels[3].name_en.as_str()
+        ),
+        (4, "副高级", "Associate senior")
+    );
+    assert!(title.known_series.iter().any(|s| s == "engineering"));
+    let skill = &got[1];
+    assert_eq!(skill.levels.len(), 8);
+    assert_eq!(skill.levels[7].name_zh, "首席技师");
+    for c in &got {
+        assert!(!c.name_zh.is_empty() && !c.name_en.is_empty());
+        assert!(
+            c.levels
+                .iter()
+                .all(|l| !l.name_zh.is_empty() && !l.name_en.is_empty())
+        );
+    }
+}

@@ -242,7 +242,7 @@ async fn refusals_exit_with_their_code_and_name_the_fields() {
     let (code, out, err) = corridor(&app, &["credential", "get", missing, "--token", &hz]).await;
     assert_eq!(code, client::exit::NOT_FOUND, "{err}");
     assert!(out.is_empty());
-    assert!(err.starts_with("error: NOT_FOUND: "), "{err}");
+    assert!(err.starts_with("error: NOT_FOUND (NOT_FOUND): "), "{err}");
 
     // PERMISSION_DENIED (an employer cannot issue) and UNAUTHENTICATED: 5.
     let a = &app;
@@ -282,7 +282,10 @@ async fn refusals_exit_with_their_code_and_name_the_fields() {
     // INVALID_ARGUMENT: 3, with the violated field.
     let (code, _, err) = issue(Some(hz.clone()), "110105194912310021".into()).await;
     assert_eq!(code, client::exit::REFUSED, "{err}");
-    assert!(err.starts_with("error: INVALID_ARGUMENT"), "{err}");
+    assert!(
+        err.starts_with("error: INVALID_ARGUMENT (INVALID_FIELDS): "),
+        "{err}"
+    );
     assert!(err.contains("\n  holder_national_id: "), "{err}");
 
     // Public: the keys need no token.

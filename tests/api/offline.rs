@@ -12,6 +12,14 @@ use serde_json::Value;
 
 use crate::support::issue;
 
+/// The `google.rpc.ErrorInfo` reason of an error, in our domain.
+fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let info = status.get_details_error_info().expect("ErrorInfo");
+    assert_eq!(info.domain, "talent.g60corridor.cn");
+    info.reason
+}
+
 /// The claims of a compact JWS, unverified.
 fn payload(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).expect("payload part");
@@ -335,6 +343,7 @@ async fn bad_status_list_requests_get_precise_answers() {
         .expect_err("no purpose");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
     assert_eq!(violated_fields(&status), ["purpose"]);
+    assert_eq!(reason(&status), "INVALID_FIELDS");
 }
 
 #[tokio::test]
@@ -357,4 +366,5 @@ async fn without_a_public_url_credentials_carry_no_status() {
         .await
         .expect_err("no lists");
     assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(reason(&status), "STATUS_LISTS_NOT_PUBLISHED");
 }

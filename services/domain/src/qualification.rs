@@ -34,6 +34,53 @@ impl Category {
         Self::ForeignWorkPermit,
     ];
 
+    /// Display names of the category: (Chinese, English).
+    pub fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::ProfessionalTitle => ("职称", "Professional title"),
+            Self::SkillLevel => ("职业技能等级", "Vocational skill level"),
+            Self::PracticeLicense => ("准入类职业资格", "Practice licence"),
+            Self::TalentTier => ("人才分类", "Talent tier"),
+            Self::ForeignWorkPermit => ("外国人工作许可", "Foreign work permit"),
+        }
+    }
+
+    /// Display names of each level, 1 first: (level, Chinese, English).
+    pub fn level_names(self) -> &'static [(u8, &'static str, &'static str)] {
+        match self {
+            Self::ProfessionalTitle => &[
+                (1, "员级", "Junior"),
+                (2, "助理级", "Assistant"),
+                (3, "中级", "Intermediate"),
+                (4, "副高级", "Associate senior"),
+                (5, "正高级", "Senior"),
+            ],
+            Self::SkillLevel => &[
+                (1, "学徒", "Apprentice"),
+                (2, "初级工", "Junior worker"),
+                (3, "中级工", "Intermediate worker"),
+                (4, "高级工", "Senior worker"),
+                (5, "技师", "Technician"),
+                (6, "高级技师", "Senior technician"),
+                (7, "特级技师", "Principal technician"),
+                (8, "首席技师", "Chief technician"),
+            ],
+            Self::PracticeLicense => &[(1, "持证", "Licensed")],
+            Self::TalentTier => &[
+                (1, "E类", "Tier E"),
+                (2, "D类", "Tier D"),
+                (3, "C类", "Tier C"),
+                (4, "B类", "Tier B"),
+                (5, "A类", "Tier A"),
+            ],
+            Self::ForeignWorkPermit => &[
+                (1, "C类", "Category C"),
+                (2, "B类", "Category B"),
+                (3, "A类", "Category A"),
+            ],
+        }
+    }
+
     /// The highest level of the category (the lowest is always 1).
     pub fn max_level(self) -> u8 {
         match self {
@@ -221,6 +268,20 @@ impl Qualification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_level_has_a_name_in_both_languages() {
+        for c in Category::ALL {
+            let names = c.level_names();
+            assert_eq!(names.len(), usize::from(c.max_level()), "{c:?}");
+            for (i, (level, zh, en)) in names.iter().enumerate() {
+                assert_eq!(usize::from(*level), i + 1);
+                assert!(!zh.is_empty() && en.is_ascii() && !en.is_empty());
+            }
+            let (zh, en) = c.names();
+            assert!(!zh.is_ascii() && en.is_ascii());
+        }
+    }
 
     #[test]
     fn levels_follow_the_category_scale() {

@@ -47,7 +47,7 @@ pub struct Ticket {
 }
 
 fn busy(what: &str) -> AppError {
-    AppError::Exhausted(format!("{what}; retry in a moment"))
+    AppError::Exhausted("SERVER_BUSY", format!("{what}; retry in a moment"))
 }
 
 impl Admission {

@@ -38,12 +38,14 @@ pub enum AppError {
     /// A request id reused with another payload.
     #[error("{0}")]
     AlreadyExists(String),
-    /// Not allowed in the current state.
-    #[error("{0}")]
-    FailedPrecondition(String),
-    /// Too many attempts; retry later.
-    #[error("{0}")]
-    Exhausted(String),
+    /// Not allowed in the current state: a stable reason (`ErrorInfo`)
+    /// and the message.
+    #[error("{1}")]
+    FailedPrecondition(&'static str, String),
+    /// Too many attempts, or too busy; retry later: a stable reason and the
+    /// message.
+    #[error("{1}")]
+    Exhausted(&'static str, String),
     /// A concurrent change won; retry.
     #[error("{0}")]
     Aborted(String),
@@ -57,7 +59,7 @@ pub enum AppError {
 
 impl From<IllegalTransition> for AppError {
     fn from(e: IllegalTransition) -> Self {
-        Self::FailedPrecondition(e.to_string())
+        Self::FailedPrecondition("ILLEGAL_TRANSITION", e.to_string())
     }
 }
 
@@ -73,7 +75,27 @@ impl AppError {
     pub fn internal(e: impl std::fmt::Display) -> Self {
         Self::Internal(e.to_string())
     }
+
+    /// The stable, machine-readable reason (`google.rpc.ErrorInfo.reason`,
+    /// domain [`ERROR_DOMAIN`]) a client can localise its message by.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "INVALID_FIELDS",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Denied(_) => "PERMISSION_DENIED",
+            Self::NotFound(_) => "NOT_FOUND",
+            Self::UnknownCity { .. } => "UNKNOWN_CITY",
+            Self::AlreadyExists(_) => "REQUEST_ID_REUSED",
+            Self::FailedPrecondition(reason, _) | Self::Exhausted(reason, _) => reason,
+            Self::Aborted(_) => "CONCURRENT_CHANGE",
+            Self::Db(e) if crate::store::is_unavailable(e) => "DATABASE_UNAVAILABLE",
+            Self::Db(_) | Self::Internal(_) => "INTERNAL",
+        }
+    }
 }
+
+/// The `google.rpc.ErrorInfo.domain` of the service's errors.
+pub const ERROR_DOMAIN: &str = "talent.g60corridor.cn";
 
 /// Result of the use cases.
 pub type AppResult<T> = Result<T, AppError>;

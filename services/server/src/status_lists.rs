@@ -143,6 +143,7 @@ impl AppState {
     ) -> AppResult<BuiltList> {
         let Some(base) = self.status_lists.base_url.clone() else {
             return Err(AppError::FailedPrecondition(
+                "STATUS_LISTS_NOT_PUBLISHED",
                 "this server publishes no status lists (http.listen and http.public_url are unset)"
                     .into(),
             ));

@@ -49,6 +49,38 @@ impl CityRegistryService for CityRegistry {
         }))
     }
 
+    async fn list_qualification_categories(
+        &self,
+        _req: Request<v1::ListQualificationCategoriesRequest>,
+    ) -> Result<Response<v1::ListQualificationCategoriesResponse>, Status> {
+        use corridor_domain::qualification::Category;
+        let _slot = super::admit_anonymous(&self.state)?;
+        let categories = Category::ALL
+            .into_iter()
+            .map(|c| {
+                let (name_zh, name_en) = c.names();
+                v1::QualificationCategoryInfo {
+                    category: super::convert::category_to_api(c).into(),
+                    name_zh: name_zh.into(),
+                    name_en: name_en.into(),
+                    levels: c
+                        .level_names()
+                        .iter()
+                        .map(|(level, zh, en)| v1::LevelName {
+                            level: i32::from(*level),
+                            name_zh: (*zh).into(),
+                            name_en: (*en).into(),
+                        })
+                        .collect(),
+                    known_series: c.known_series().iter().map(|s| (*s).into()).collect(),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListQualificationCategoriesResponse {
+            categories,
+        }))
+    }
+
     async fn get_issuer_keys(
         &self,
         req: Request<v1::GetIssuerKeysRequest>,

@@ -5,15 +5,25 @@
 //! the same way. Internal failures are logged with their cause and answered
 //! with a bare INTERNAL or UNAVAILABLE.
 
+use std::collections::HashMap;
+
 use corridor_domain::Violations;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::error::AppError;
+use crate::error::{AppError, ERROR_DOMAIN};
 
-fn with_violations(code: Code, message: String, vs: Violations) -> Status {
-    let mut details = ErrorDetails::new();
-    for v in vs.0 {
+/// A status with `google.rpc.ErrorInfo` (`reason`, our domain, `metadata`)
+/// and, when given, a `google.rpc.BadRequest` of the violated fields.
+fn detailed(
+    code: Code,
+    message: String,
+    reason: &str,
+    metadata: HashMap<String, String>,
+    vs: Option<Violations>,
+) -> Status {
+    let mut details = ErrorDetails::with_error_info(reason, ERROR_DOMAIN, metadata);
+    for v in vs.into_iter().flat_map(|vs| vs.0) {
         details.add_bad_request_violation(v.field, v.description);
     }
     Status::with_error_details(code, message, details)
@@ -21,6 +31,8 @@ fn with_violations(code: Code, message: String, vs: Violations) -> Status {
 
 impl From<AppError> for Status {
     fn from(e: AppError) -> Self {
+        let reason = e.reason();
+        let plain = |code: Code, m: String| detailed(code, m, reason, HashMap::new(), None);
         match e {
             AppError::Invalid(vs) => {
                 let summary =
@@ -28,38 +40,114 @@ impl From<AppError> for Status {
                         .map(|v| format!("{}: {}", v.field, v.description))
                         .collect::<Vec<_>>()
                         .join("; ");
-                with_violations(Code::InvalidArgument, summary, vs)
-            }
-            AppError::Unauthenticated => Status::unauthenticated(
-                "a valid bearer token from the corridor identity provider is required",
-            ),
-            AppError::Denied(d) => Status::permission_denied(d.0),
-            AppError::NotFound(m) => Status::not_found(m),
-            AppError::UnknownCity { field, code } => {
-                let message = format!("no corridor city {code}");
-                with_violations(
-                    Code::NotFound,
-                    message.clone(),
-                    Violations::one(field, message),
+                detailed(
+                    Code::InvalidArgument,
+                    summary,
+                    reason,
+                    HashMap::new(),
+                    Some(vs),
                 )
             }
-            AppError::AlreadyExists(m) => Status::already_exists(m),
-            AppError::FailedPrecondition(m) => Status::failed_precondition(m),
-            AppError::Aborted(m) => Status::aborted(m),
-            AppError::Exhausted(m) => Status::resource_exhausted(m),
+            AppError::Unauthenticated => plain(
+                Code::Unauthenticated,
+                "a valid bearer token from the corridor identity provider is required".into(),
+            ),
+            AppError::Denied(d) => plain(Code::PermissionDenied, d.0),
+            AppError::NotFound(m) => plain(Code::NotFound, m),
+            AppError::UnknownCity { field, code } => {
+                let message = format!("no corridor city {code}");
+                let metadata = HashMap::from([
+                    ("field".to_owned(), field.to_owned()),
+                    ("city".to_owned(), code),
+                ]);
+                detailed(
+                    Code::NotFound,
+                    message.clone(),
+                    reason,
+                    metadata,
+                    Some(Violations::one(field, message)),
+                )
+            }
+            AppError::AlreadyExists(m) => plain(Code::AlreadyExists, m),
+            AppError::FailedPrecondition(_, m) => plain(Code::FailedPrecondition, m),
+            AppError::Aborted(m) => plain(Code::Aborted, m),
+            AppError::Exhausted(_, m) => plain(Code::ResourceExhausted, m),
             AppError::Db(e) if crate::store::is_unavailable(&e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 metrics::counter!("corridor_db_unavailable_total").increment(1);
-                Status::unavailable("the database is unavailable; retry later")
+                plain(
+                    Code::Unavailable,
+                    "the database is unavailable; retry later".into(),
+                )
             }
             AppError::Db(e) => {
                 tracing::error!(error = %e, "database error");
-                Status::internal("internal error")
+                plain(Code::Internal, "internal error".into())
             }
             AppError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                Status::internal("internal error")
+                plain(Code::Internal, "internal error".into())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(s: &Status) -> (String, String) {
+        let i = s.get_details_error_info().expect("ErrorInfo");
+        (i.reason, i.domain)
+    }
+
+    #[test]
+    fn every_error_carries_a_stable_reason() {
+        let cases = [
+            (
+                AppError::Invalid(Violations::one("x", "bad")),
+                "INVALID_FIELDS",
+            ),
+            (AppError::Unauthenticated, "UNAUTHENTICATED"),
+            (AppError::NotFound("no x".into()), "NOT_FOUND"),
+            (
+                AppError::UnknownCity {
+                    field: "city",
+                    code: "atlantis".into(),
+                },
+                "UNKNOWN_CITY",
+            ),
+            (AppError::AlreadyExists("x".into()), "REQUEST_ID_REUSED"),
+            (
+                AppError::FailedPrecondition("RECOGNITION_NOT_OPEN", "x".into()),
+                "RECOGNITION_NOT_OPEN",
+            ),
+            (
+                AppError::Exhausted("SERVER_BUSY", "x".into()),
+                "SERVER_BUSY",
+            ),
+            (AppError::Aborted("x".into()), "CONCURRENT_CHANGE"),
+            (AppError::internal("boom"), "INTERNAL"),
+        ];
+        for (e, want) in cases {
+            let s = Status::from(e);
+            assert_eq!(info(&s), (want.to_owned(), ERROR_DOMAIN.to_owned()));
+        }
+        let s = Status::from(AppError::Invalid(Violations::one("holder_name", "empty")));
+        let bad = s.get_details_bad_request().expect("BadRequest kept");
+        assert_eq!(bad.field_violations[0].field, "holder_name");
+        let s = Status::from(AppError::UnknownCity {
+            field: "issuer_city",
+            code: "atlantis".into(),
+        });
+        let i = s.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(i.metadata.get("city").map(String::as_str), Some("atlantis"));
+        assert_eq!(
+            s.get_details_bad_request()
+                .expect("BadRequest")
+                .field_violations
+                .len(),
+            1
+        );
     }
 }

@@ -193,10 +193,13 @@ impl AppState {
         let pruned = chain::pruned_through(&self.db).await?;
         let from = from.max(1);
         if from <= pruned {
-            return Err(AppError::FailedPrecondition(format!(
-                "events through position {pruned} were pruned (retention); verify from {} (their chain hashes are kept, so the rest verifies from there)",
-                pruned + 1
-            )));
+            return Err(AppError::FailedPrecondition(
+                "EVENTS_PRUNED",
+                format!(
+                    "events through position {pruned} were pruned (retention); verify from {} (their chain hashes are kept, so the rest verifies from there)",
+                    pruned + 1
+                ),
+            ));
         }
         let to = if to == 0 { head } else { to.min(head) };
         if to - from + 1 > MAX_VERIFY_SPAN {
@@ -260,10 +263,13 @@ impl AppState {
         v.finish()?;
         let pruned = chain::pruned_through(&self.db).await?;
         if cmd.after > 0 && cmd.after < pruned {
-            return Err(AppError::FailedPrecondition(format!(
-                "events through sequence {pruned} were pruned (retention); the oldest kept is {}: resume from there or re-read the current state",
-                pruned + 1
-            )));
+            return Err(AppError::FailedPrecondition(
+                "EVENTS_PRUNED",
+                format!(
+                    "events through sequence {pruned} were pruned (retention); the oldest kept is {}: resume from there or re-read the current state",
+                    pruned + 1
+                ),
+            ));
         }
         let filter = Filter {
             city: scope.map(|c| c.to_string()),

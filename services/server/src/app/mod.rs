@@ -132,10 +132,13 @@ impl AppState {
             // Answers stored before this format (protobuf bytes) cannot be
             // compared or replayed; say so rather than "a different request".
             Claim::Existing(row) if !row.response.starts_with(b"{") => {
-                return Err(AppError::FailedPrecondition(format!(
-                    "request_id {} was answered by an earlier version of the service, whose answer cannot be replayed; look the result up (Get/List) before retrying with a new request id",
-                    key.request_id.as_str()
-                )));
+                return Err(AppError::FailedPrecondition(
+                    "ANSWER_NOT_REPLAYABLE",
+                    format!(
+                        "request_id {} was answered by an earlier version of the service, whose answer cannot be replayed; look the result up (Get/List) before retrying with a new request id",
+                        key.request_id.as_str()
+                    ),
+                ));
             }
             Claim::Existing(row) if row.operation == key.operation && row.payload_hash == hash => {
                 // A retry of a completed request: its answer, and nothing else.

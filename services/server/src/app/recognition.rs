@@ -281,10 +281,13 @@ impl AppState {
             },
             async |txn, row, now| {
                 if !row.status.can_redecide() {
-                    return Err(AppError::FailedPrecondition(format!(
+                    return Err(AppError::FailedPrecondition(
+                        "RECOGNITION_NOT_OPEN",
+                        format!(
                         "only an open CONDITIONAL recognition can be re-decided; this one is {}",
                         row.status
-                    )));
+                    ),
+                    ));
                 }
                 let facts = row.facts.updated_with(&cmd.facts);
                 let cred = cred_store::get(txn, row.credential_id)

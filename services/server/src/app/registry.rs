@@ -102,15 +102,21 @@ impl AppState {
                 let old = key_store::current(txn, city, Lock::Update)
                     .await?
                     .ok_or_else(|| {
-                        AppError::FailedPrecondition(format!("{city} has no current key"))
+                        AppError::FailedPrecondition(
+                            "NO_CURRENT_KEY",
+                            format!("{city} has no current key"),
+                        )
                     })?;
                 // Never seal a new key under a KEK that cannot open the ones
                 // already there (a misconfigured replica would lock every
                 // other replica out of the city's signing key).
                 self.keyring.signing_for(&old).map_err(|_| {
-                    AppError::FailedPrecondition(format!(
+                    AppError::FailedPrecondition(
+                        "KEY_ENCRYPTION_KEY_MISMATCH",
+                        format!(
                         "this replica's key-encryption key does not open {city}'s current key; not rotating"
-                    ))
+                    ),
+                    )
                 })?;
                 let (new_key, record) = self.keyring.generate(city, now)?;
                 key_store::retire(txn, &old.kid, now).await?;

@@ -112,10 +112,13 @@ impl AppState {
                 .map(|hash| PresentedHolder { hash, allowed }),
         )
         .map_err(|_| {
-            AppError::Exhausted(format!(
-                "too many failed holder checks on this credential; retry in {} minutes",
-                verify::THROTTLE_WINDOW.as_secs() / 60
-            ))
+            AppError::Exhausted(
+                "HOLDER_CHECKS_THROTTLED",
+                format!(
+                    "too many failed holder checks on this credential; retry in {} minutes",
+                    verify::THROTTLE_WINDOW.as_secs() / 60
+                ),
+            )
         })?;
         if verdict.holder_failed
             && let Some(r) = &record

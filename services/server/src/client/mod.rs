@@ -126,11 +126,16 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-/// What a status says, for stderr: the code, the message and every field
+/// What a status says, for stderr: the code, the stable reason of its
+/// `google.rpc.ErrorInfo` (when there is one), the message and every field
 /// violation of its `google.rpc.BadRequest`, one per line.
 pub fn describe(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    let mut text = format!("{}: {}", code_name(status.code()), status.message());
+    let mut text = code_name(status.code()).to_string();
+    if let Some(info) = status.get_details_error_info() {
+        text.push_str(&format!(" ({})", info.reason));
+    }
+    text.push_str(&format!(": {}", status.message()));
     if let Some(bad) = status.get_details_bad_request() {
         for v in bad.field_violations {
             text.push_str(&format!("\n  {}: {}", v.field, v.description));
@@ -444,6 +449,19 @@ mod tests {
         assert_eq!(
             describe(&tonic::Status::permission_denied("not yours")),
             "PERMISSION_DENIED: not yours"
+        );
+        let with_reason = tonic::Status::with_error_details(
+            Code::FailedPrecondition,
+            "only an open CONDITIONAL recognition can be re-decided",
+            ErrorDetails::with_error_info(
+                "RECOGNITION_NOT_OPEN",
+                "d",
+                std::collections::HashMap::new(),
+            ),
+        );
+        assert_eq!(
+            describe(&with_reason),
+            "FAILED_PRECONDITION (RECOGNITION_NOT_OPEN): only an open CONDITIONAL recognition can be re-decided"
         );
     }
 
