@@ -239,3 +239,68 @@ async fn importing_a_csv_file_issues_its_good_rows_once_and_names_the_others() {
         "{refused:#}"
     );
 }
+
+#[tokio::test]
+async fn a_large_batch_is_written_in_multi_row_statements_in_its_order() {
+    let app = TestApp::spawn().await;
+    let token = app.issuer("hangzhou");
+    let mut client = app.credentials().await;
+    let n = 300;
+    let items: Vec<v1::IssueCredentialRequest> = (0..n)
+        .map(|i| {
+            let mut r = issue_request(&format!("m-{i}"), "hangzhou", "33010619900101123");
+            r.holder_name = format!("持证人{i}");
+            r
+        })
+        .collect();
+    let first = client
+        .batch_issue_credentials(authed(batch(items.clone()), &token))
+        .await
+        .expect("answered")
+        .into_inner();
+    let got = ids(&first);
+    assert!(
+        got.iter().all(Option::is_some),
+        "{:?}",
+        first
+            .results
+            .iter()
+            .find(|r| !matches!(r.result, Some(ItemResult::Credential(_))))
+    );
+    assert_eq!(
+        app.count("SELECT count(*)::bigint AS n FROM credentials")
+            .await,
+        n
+    );
+    // Two statements of at most 250 rows: two transactions wrote all 300
+    // credentials and their events (one by one would be 300).
+    assert_eq!(
+        app.count(
+            "SELECT count(DISTINCT txid)::bigint AS n FROM audit_events WHERE action = 'credential.issued'"
+        )
+        .await,
+        2
+    );
+    // The events are in the batch's order.
+    let out_of_order = "SELECT count(*)::bigint AS n FROM (
+          SELECT c.holder_name, lag(c.holder_name) OVER (ORDER BY e.seq) AS prev
+          FROM audit_events e JOIN credentials c ON c.id::text = e.subject_id
+          WHERE e.action = 'credential.issued') x
+        WHERE prev IS NOT NULL
+          AND substring(holder_name from 4)::int < substring(prev from 4)::int";
+    assert_eq!(app.count(out_of_order).await, 0);
+    // Every answer is the stored credential, and a retry stores nothing new.
+    let again = client
+        .batch_issue_credentials(authed(batch(items), &token))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(ids(&again), got);
+    assert_eq!(
+        app.count("SELECT count(*)::bigint AS n FROM credentials")
+            .await,
+        n
+    );
+    let some = got[123].clone().expect("id");
+    assert!(crate::support::verify_id(&app, &some).await.valid);
+}

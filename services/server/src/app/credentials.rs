@@ -101,6 +101,9 @@ pub const MAX_BATCH_ITEMS: usize = 1000;
 /// round trips.
 const BATCH_CONCURRENCY: usize = 8;
 
+/// Rows per multi-row issuance statement of a batch.
+pub const GROUP_ROWS: usize = 250;
+
 /// Batch items in flight across all batches of this replica
 /// (`AppState::batch_items`): however many batches arrive, they take at most
 /// this many database connections.
@@ -116,19 +119,7 @@ impl AppState {
     ) -> AppResult<Credential> {
         authz::issue_credential(caller, &cmd.issuer_city)?;
         let holder_hash = self.hasher.hash(&cmd.national_id);
-        let q = &cmd.qualification;
-        let key = Idempotent {
-            operation: "IssueCredential",
-            request_id: &cmd.request_id,
-            fingerprint: json!({
-                "issuer_city": cmd.issuer_city,
-                "qualification": q,
-                "holder_name": cmd.holder_name,
-                "holder": holder_hash,
-                "valid_from": cmd.valid_from,
-                "valid_until": cmd.valid_until,
-            }),
-        };
+        let key = issue_key(&cmd, &holder_hash);
         let city = &cmd.issuer_city;
         // Before any transaction (it may use the pool's only connection).
         let entry = self
@@ -247,19 +238,136 @@ impl AppState {
                 }
             })
             .collect();
-        Ok(futures::stream::iter(items)
-            .map(|item| async move {
-                let cmd = item?;
-                let _slot = self
-                    .batch_items
-                    .acquire()
-                    .await
-                    .map_err(|_| AppError::internal("the batch slots are closed"))?;
-                self.issue_credential(caller, cmd).await
+        // Most items go in multi-row statements; the rest (and any item
+        // those did not store: a retry, a rotated key) one by one.
+        let mut stored = self.issue_in_groups(caller, &items).await;
+        Ok(futures::stream::iter(items.into_iter().enumerate())
+            .map(|(i, item)| {
+                let done = stored.remove(&i);
+                async move {
+                    if let Some(c) = done {
+                        return Ok(c);
+                    }
+                    let cmd = item?;
+                    let _slot = self
+                        .batch_items
+                        .acquire()
+                        .await
+                        .map_err(|_| AppError::internal("the batch slots are closed"))?;
+                    self.issue_credential(caller, cmd).await
+                }
             })
             .buffered(BATCH_CONCURRENCY)
             .collect()
             .await)
+    }
+
+    /// The items of a batch that can be issued in multi-row statements
+    /// (Postgres; authorized, a valid window, a signing key this replica
+    /// holds), issued [`GROUP_ROWS`] per statement: their positions in
+    /// `items` and their credentials. Nothing is returned for an item a
+    /// statement did not store, or when a statement failed (its rows are
+    /// then tried one by one, which answers each with its own error).
+    async fn issue_in_groups(
+        &self,
+        caller: &Caller,
+        items: &[AppResult<IssueCredential>],
+    ) -> std::collections::HashMap<usize, Credential> {
+        let mut out = std::collections::HashMap::new();
+        if self.db.get_database_backend() != sea_orm::DbBackend::Postgres {
+            return out;
+        }
+        let now = self.clock.now().trunc_subsecs(0);
+        let mut signed_items = Vec::new();
+        // The key each city signs with: the one this replica used last, else
+        // its current key read once (the statement checks it is current).
+        let mut keys = std::collections::HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let Ok(cmd) = item else { continue };
+            let city = &cmd.issuer_city;
+            if authz::issue_credential(caller, city).is_err() {
+                continue;
+            }
+            if !keys.contains_key(city) {
+                let key = match self.keyring.last_signing(city) {
+                    Some(k) => Some(k),
+                    None => key_store::current(&self.db, city, Lock::None)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|row| self.keyring.signing_for(&row).ok()),
+                };
+                keys.insert(city.clone(), key);
+            }
+            let Some(Some(signing)) = keys.get(city).cloned() else {
+                continue;
+            };
+            let Ok(window) = ValidityWindow::parse(
+                cmd.valid_from.unwrap_or(now),
+                cmd.valid_until,
+                "valid_until",
+            ) else {
+                continue;
+            };
+            let known = async || self.known_city(city, "issuer_city").await;
+            let Ok(entry) = self.status_lists.allocate(&self.db, city, known).await else {
+                continue;
+            };
+            let holder_hash = self.hasher.hash(&cmd.national_id);
+            let Ok((c, event)) =
+                self.signed(&signing, cmd, (window, entry), &holder_hash, caller, now)
+            else {
+                continue;
+            };
+            let Ok(answer) = serde_json::to_vec(&c) else {
+                continue;
+            };
+            let payload_hash = issue_key(cmd, &holder_hash).payload_hash();
+            signed_items.push((i, cmd.request_id.as_str(), c, event, payload_hash, answer));
+        }
+        for group in signed_items.chunks(GROUP_ROWS) {
+            let rows: Vec<cred_store::ManyItem<'_>> = group
+                .iter()
+                .map(
+                    |(_, request_id, c, event, payload_hash, answer)| cred_store::ManyItem {
+                        credential: c,
+                        request_id,
+                        payload_hash: payload_hash.clone(),
+                        answer: answer.clone(),
+                        event,
+                    },
+                )
+                .collect();
+            let stored = match self.batch_items.acquire().await {
+                Ok(_slot) => cred_store::issue_many_in_one_statement(
+                    &self.db,
+                    &caller.subject,
+                    "IssueCredential",
+                    &rows,
+                )
+                .await
+                .map_err(AppError::from),
+                Err(_) => Err(AppError::internal("the batch slots are closed")),
+            };
+            match stored {
+                Ok(ids) => {
+                    for (i, _, c, ..) in group {
+                        if ids.contains(&c.id) {
+                            out.insert(*i, c.clone());
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, rows = group.len(), "multi-row issuance failed; issuing its rows one by one");
+                }
+            }
+        }
+        tracing::info!(
+            issued = out.len(),
+            of = items.len(),
+            "batch issued in multi-row statements"
+        );
+        out
     }
 
     /// Reads one credential. Another city's is answered like a missing one.
@@ -497,6 +605,26 @@ impl AppState {
         )
         .concerning(&c.issuer_city, None);
         Ok((c, event))
+    }
+}
+
+/// The idempotency key of an issuance: the same for IssueCredential and a
+/// batch item, so either replays the other's answer.
+fn issue_key<'a>(
+    cmd: &'a IssueCredential,
+    holder_hash: &corridor_domain::holder::HolderHash,
+) -> Idempotent<'a> {
+    Idempotent {
+        operation: "IssueCredential",
+        request_id: &cmd.request_id,
+        fingerprint: json!({
+            "issuer_city": cmd.issuer_city,
+            "qualification": cmd.qualification,
+            "holder_name": cmd.holder_name,
+            "holder": holder_hash,
+            "valid_from": cmd.valid_from,
+            "valid_until": cmd.valid_until,
+        }),
     }
 }
 

@@ -317,3 +317,122 @@ pub async fn issue_in_one_statement(
         OneStatement::NotStored
     })
 }
+
+/// One item of [`issue_many_in_one_statement`]: the credential, the
+/// payload hash of its idempotency claim, its stored answer, its event.
+#[derive(Debug)]
+pub struct ManyItem<'a> {
+    /// The signed credential.
+    pub credential: &'a Credential,
+    /// The item's request id.
+    pub request_id: &'a str,
+    /// SHA-256 of the item's fingerprint (`Idempotent::payload_hash`).
+    pub payload_hash: String,
+    /// The answer a retry replays.
+    pub answer: Vec<u8>,
+    /// Its audit event.
+    pub event: &'a super::audit::NewEvent,
+}
+
+/// Issuance of many credentials in one round trip (Postgres): one statement
+/// over the rows as one JSON parameter, which for each row checks that its
+/// key is still its city's current key, claims its request id, and stores
+/// the credential and its audit event (in the rows' order), like
+/// [`issue_in_one_statement`] row by row. Returns the ids stored; a row not
+/// stored (a retry, or a key rotated elsewhere) is left to the caller.
+#[tracing::instrument(skip_all, name = "db.credentials.issue_many", fields(rows = items.len()))]
+pub async fn issue_many_in_one_statement(
+    conn: &impl ConnectionTrait,
+    caller: &str,
+    operation: &str,
+    items: &[ManyItem<'_>],
+) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let rows: Vec<serde_json::Value> = items
+        .iter()
+        .enumerate()
+        .map(|(ord, it)| {
+            let c = it.credential;
+            let q = &c.qualification;
+            let (status_list, status_index) = super::status_columns(c.status_entry);
+            serde_json::json!({
+                "ord": ord,
+                "kid": c.kid,
+                "city": c.issuer_city.as_str(),
+                "request_id": it.request_id,
+                "payload_hash": it.payload_hash,
+                "answer": hex::encode(&it.answer),
+                "id": c.id,
+                "category": q.category().as_str(),
+                "series": q.series(),
+                "level": i32::from(q.level()),
+                "title": q.title(),
+                "holder_name": c.holder_name,
+                "holder_hash": c.holder_hash.as_str(),
+                "valid_from": c.window.from,
+                "valid_until": c.window.until,
+                "status": c.status.as_str(),
+                "token": c.token,
+                "issued_by": c.issued_by,
+                "issued_at": c.issued_at,
+                "status_list": status_list,
+                "status_index": status_index,
+                "actor_city": it.event.actor_city,
+                "action": it.event.action,
+                "subject_type": it.event.subject_type,
+                "detail": it.event.detail.to_string(),
+                "event_city": it.event.city,
+            })
+        })
+        .collect();
+    let rows = serde_json::Value::Array(rows).to_string();
+    let found = conn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            ISSUE_MANY_STATEMENT,
+            [rows.into(), caller.into(), operation.into()],
+        ))
+        .await?;
+    found
+        .iter()
+        .map(|r| {
+            let id: String = r.try_get("", "subject_id")?;
+            Uuid::parse_str(&id).map_err(|e| DbErr::Custom(e.to_string()))
+        })
+        .collect()
+}
+
+/// The statement of [`issue_many_in_one_statement`].
+pub const ISSUE_MANY_STATEMENT: &str = "WITH input AS (
+            SELECT * FROM json_to_recordset($1::json) AS t(
+                ord int, kid text, city text, request_id text, payload_hash text, answer text,
+                id uuid, category text, series text, level int, title text, holder_name text,
+                holder_hash text, valid_from timestamptz, valid_until timestamptz, status text,
+                token text, issued_by text, issued_at timestamptz, status_list int,
+                status_index int, actor_city text, action text, subject_type text, detail text,
+                event_city text)
+        ), signing AS (
+            SELECT i.* FROM input i
+            JOIN issuer_keys k ON k.kid = i.kid AND k.city_code = i.city AND k.status = 'current'
+        ), claim AS (
+            INSERT INTO request_log (caller, request_id, operation, payload_hash, response, created_at)
+            SELECT $2, request_id, $3, payload_hash, decode(answer, 'hex'), issued_at FROM signing
+            ON CONFLICT (caller, request_id) DO NOTHING
+            RETURNING request_id
+        ), credential AS (
+            INSERT INTO credentials (id, issuer_city, category, series, level, title, holder_name,
+                holder_hash, valid_from, valid_until, status, status_reason, kid, token, issued_by,
+                issued_at, updated_at, status_list, status_index)
+            SELECT s.id, s.city, s.category, s.series, s.level, s.title, s.holder_name,
+                s.holder_hash, s.valid_from, s.valid_until, s.status, NULL, s.kid, s.token,
+                s.issued_by, s.issued_at, s.issued_at, s.status_list, s.status_index
+            FROM signing s JOIN claim c ON c.request_id = s.request_id
+            RETURNING id
+        ), event AS (
+            INSERT INTO audit_events (occurred_at, actor, actor_city, action, subject_type, subject_id, detail, city)
+            SELECT s.issued_at, $2, s.actor_city, s.action, s.subject_type, s.id::text, s.detail, s.event_city
+            FROM signing s JOIN credential c ON c.id = s.id
+            ORDER BY s.ord
+            RETURNING subject_id
+        )
+        SELECT subject_id FROM event";
