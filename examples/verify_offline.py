@@ -9,14 +9,17 @@ Bitstring Status List credentials the token names, both over plain HTTP.
     python3 examples/verify_offline.py --server http://127.0.0.1:50052 TOKEN   # or - for stdin
 
 --server is the corridor's HTTP port you trust (where `/v1/cities/<city>/jwks`
-is served). Exit status: 0 valid, 1 not valid (bad signature, outside its
-validity window, revoked, suspended), 2 could not check (usage, network).
+is served). Exit status: 0 valid, 1 not valid (bad signature, not a talent
+credential or attestation, outside its validity window, revoked, suspended,
+an attestation of a REJECTED decision), 2 could not check (usage, network, a
+status list that does not verify).
 """
 
 import argparse
 import base64
 import gzip
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -31,6 +34,8 @@ class CannotCheck(Exception):
 
 
 def fetch(url):
+    if not url.startswith(("http://", "https://")):
+        raise CannotCheck(f"{url!r} is not an http(s) URL")
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
             return r.read().decode()
@@ -40,7 +45,7 @@ def fetch(url):
 
 def city_of(issuer):
     prefix = "urn:g60:city:"
-    if not isinstance(issuer, str) or not issuer.startswith(prefix):
+    if not isinstance(issuer, str) or not re.fullmatch(re.escape(prefix) + r"[a-z0-9-]{1,32}", issuer):
         raise jwt.InvalidTokenError(f"issuer {issuer!r} is not a corridor city")
     return issuer[len(prefix):]
 
@@ -83,12 +88,15 @@ def bit(encoded_list, index):
 def status(entry, server, city):
     """True when the entry's bit is set, checked against the signed list."""
     url = entry["statusListCredential"]
-    list_city, lst = verify_jws(fetch(url), server, "vc+jwt")
+    try:
+        list_city, lst = verify_jws(fetch(url), server, "vc+jwt")
+    except jwt.PyJWTError as e:
+        raise CannotCheck(f"the status list {url} does not verify: {e}") from e
     subject = lst["credentialSubject"]
     if list_city != city or lst.get("id") != url or "BitstringStatusListCredential" not in lst["type"]:
-        raise jwt.InvalidTokenError(f"{url} is not {city}'s status list")
+        raise CannotCheck(f"{url} is not {city}'s status list")
     if subject.get("statusPurpose") != entry["statusPurpose"]:
-        raise jwt.InvalidTokenError(f"{url} is not a {entry['statusPurpose']} list")
+        raise CannotCheck(f"{url} is not a {entry['statusPurpose']} list")
     return bit(subject["encodedList"], int(entry["statusListIndex"]))
 
 
@@ -104,21 +112,26 @@ def verify(token, server):
     kinds = claims.get("type", [])
     report.append(f"signature: passed ({' '.join(kinds)} issued by {city})")
     subject = claims.get("credentialSubject", {})
+    valid = True
     if "RecognitionAttestation" in kinds:
-        r, q = subject.get("recognition", {}), subject.get("qualification", {})
+        r, q = subject["recognition"], subject["qualification"]
         report.append(
-            f"recognition: {r.get('outcome')} of {q.get('category')} {q.get('series')} level "
-            f"{q.get('level')} from {r.get('sourceCity')} in {r.get('targetCity')}"
+            f"recognition: {r['outcome']} of {q['category']} {q['series']} level "
+            f"{q['level']} from {r['sourceCity']} in {r['targetCity']}"
         )
+        if r["outcome"] == "REJECTED":
+            valid = False
+            report.append("recognition: FAILED (the decision was REJECTED)")
+    elif "TalentCredential" in kinds:
+        q = subject["qualification"]
+        report.append(f"credential: {subject['name']}, {q['title']} ({q['category']}, level {q['level']})")
     else:
-        q = subject.get("qualification", {})
-        report.append(f"credential: {subject.get('name')}, {q.get('title')} ({q.get('category')}, level {q.get('level')})")
+        return False, report + [f"type: FAILED ({kinds} is not a talent credential or a recognition attestation)"]
     until = claims.get("validUntil", "no end")
     report.append(f"validity window: passed (from {claims.get('validFrom')} until {until})")
     entries = claims.get("credentialStatus", [])
     if not entries:
         report.append("status: not published for this token (check it online)")
-    valid = True
     for e in entries:
         if status(e, server, city):
             valid = False

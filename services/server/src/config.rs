@@ -134,6 +134,8 @@ pub struct AttestationSettings {
 
 /// Default validity of an attestation, days.
 pub const DEFAULT_ATTESTATION_VALIDITY_DAYS: u32 = 365;
+/// Longest validity of an attestation, days (a hundred years).
+pub const MAX_ATTESTATION_VALIDITY_DAYS: u32 = 36_500;
 
 impl AttestationSettings {
     /// The validity of attestations `city` signs.
@@ -394,6 +396,7 @@ impl Settings {
     /// anything touches the database: a replica with a short key or a
     /// missing secret must not migrate or seed a shared database first.
     pub fn check(&self) -> Result<Checked, ConfigError> {
+        self.check_ranges()?;
         Ok(Checked {
             database_url: self.database_url()?.to_owned(),
             kek: self.kek()?,
@@ -401,6 +404,34 @@ impl Settings {
             identity: self.identity_verifier()?,
             page_token_secret: self.page_token_secret()?,
         })
+    }
+
+    /// Numbers whose range the code relies on.
+    fn check_ranges(&self) -> Result<(), ConfigError> {
+        let days = std::iter::once((
+            "attestations.validity_days",
+            self.attestations.validity_days,
+        ))
+        .chain(
+            self.attestations
+                .validity_days_by_city
+                .values()
+                .map(|d| ("attestations.validity_days_by_city", *d)),
+        );
+        for (key, d) in days {
+            if d > MAX_ATTESTATION_VALIDITY_DAYS {
+                return Err(ConfigError::Invalid(format!(
+                    "{key} must be at most {MAX_ATTESTATION_VALIDITY_DAYS} days, not {d}"
+                )));
+            }
+        }
+        if !(1..=86_400).contains(&self.http.max_age_seconds) {
+            return Err(ConfigError::Invalid(format!(
+                "http.max_age_seconds must be 1 to 86400, not {}",
+                self.http.max_age_seconds
+            )));
+        }
+        Ok(())
     }
 
     /// Fills in development values for whatever is not configured.
@@ -512,6 +543,38 @@ mod tests {
         assert!(s.database_url().is_err());
         let d = Settings::default().with_dev_defaults();
         assert!(d.kek().is_ok() && d.holder_hasher().is_ok() && d.identity_verifier().is_ok());
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_refused_at_startup() {
+        let ok = Settings::default().with_dev_defaults();
+        assert!(ok.check().is_ok());
+        assert_eq!(
+            ok.attestations.validity("hangzhou"),
+            chrono::Duration::days(365)
+        );
+        let mut s = ok.clone();
+        s.attestations
+            .validity_days_by_city
+            .insert("hangzhou".into(), 100_000_000);
+        let e = s.check().expect_err("a validity chrono cannot add");
+        assert!(
+            e.to_string().contains("attestations.validity_days_by_city"),
+            "{e}"
+        );
+        let mut s = ok.clone();
+        s.http.max_age_seconds = 0;
+        assert!(s.check().is_err());
+        let mut s = ok;
+        s.attestations.validity_days = 30;
+        s.attestations
+            .validity_days_by_city
+            .insert("suzhou".into(), 7);
+        assert_eq!(
+            s.attestations.validity("hangzhou"),
+            chrono::Duration::days(30)
+        );
+        assert_eq!(s.attestations.validity("suzhou"), chrono::Duration::days(7));
     }
 
     #[test]

@@ -14,6 +14,12 @@
 //! with the matching HTTP status (the gRPC code's name, so clients map both
 //! APIs the same way). The gRPC equivalents are
 //! `CityRegistryService.GetIssuerKeys` and `GetStatusList`.
+//!
+//! Limits: each request takes an anonymous admission slot (the gRPC
+//! server's, so this port cannot crowd the API out), at most
+//! [`MAX_CONNECTIONS`] connections are open (more are closed at once), a
+//! request's headers must arrive within [`HEADER_TIMEOUT`], and a
+//! connection lives at most [`CONNECTION_LIFETIME`].
 
 use std::time::Duration;
 
@@ -27,8 +33,12 @@ use tokio::net::TcpListener;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Requests served at once on this port; more wait.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// Connections open at once on this port; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a request's headers may take to arrive.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may stay open (keep-alive included).
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 
 /// The router, for [`serve`] and for tests.
 pub fn router(state: AppState) -> axum::Router {
@@ -41,15 +51,43 @@ pub fn router(state: AppState) -> axum::Router {
             "/v1/status/{city}/{list}/entries/{index}",
             get(status_entry),
         )
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
         .with_state(state)
 }
 
-/// Serves [`router`] on `listener` until the task is aborted.
+/// Serves [`router`] on `listener` until the task is aborted, within the
+/// limits of the module doc.
 pub async fn serve(listener: TcpListener, state: AppState) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
     tracing::info!(addr = %listener.local_addr()?, "serving JWKS and status lists over HTTP/1.1");
-    axum::serve(listener, router(state)).await?;
-    Ok(())
+    let router = router(state);
+    let open = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before accept.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = MAX_CONNECTIONS, "HTTP connection refused: too many open");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, conn).await;
+            drop(slot);
+        });
+    }
 }
 
 /// An error answer: the gRPC code's name and message, as JSON.
@@ -105,6 +143,11 @@ fn city(raw: &str) -> Result<CityCode, HttpError> {
     CityCode::parse("city", raw).map_err(|_| not_found(format!("no city {raw:?}")))
 }
 
+/// An anonymous admission slot for the request (503 when the server is busy).
+fn admit(state: &AppState) -> Result<crate::admission::Ticket, HttpError> {
+    Ok(state.admission.admit_anonymous()?)
+}
+
 fn cached(mut r: Response, max_age: Duration) -> Response {
     if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={}", max_age.as_secs())) {
         r.headers_mut().insert(header::CACHE_CONTROL, v);
@@ -120,6 +163,7 @@ async fn jwks(
     State(state): State<AppState>,
     Path(raw): Path<String>,
 ) -> Result<Response, HttpError> {
+    let _slot = admit(&state)?;
     let city = city(&raw)?;
     let keys = state.issuer_keys(&city).await?;
     let body = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
@@ -147,21 +191,24 @@ async fn status_list(
     State(state): State<AppState>,
     Path((raw_city, list, purpose)): Path<(String, String, String)>,
 ) -> Result<Response, HttpError> {
+    let _slot = admit(&state)?;
     let city = city(&raw_city)?;
     let (list, purpose) = list_and_purpose(&list, &purpose)?;
     let built = state.status_list(&city, list, purpose).await?;
+    let max_age = built.remaining(state.status_lists.max_age());
     let mut r = built.jwt.into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/vc+jwt"),
     );
-    Ok(cached(r, state.status_lists.max_age()))
+    Ok(cached(r, max_age))
 }
 
 async fn status_entry(
     State(state): State<AppState>,
     Path((raw_city, list, index)): Path<(String, String, String)>,
 ) -> Result<Response, HttpError> {
+    let _slot = admit(&state)?;
     let city = city(&raw_city)?;
     let (list, _) = list_and_purpose(&list, "revocation")?;
     let index = index
@@ -182,10 +229,10 @@ async fn status_entry(
         "revoked": revocation.bits.get(index),
         "suspended": suspension.bits.get(index),
     });
-    Ok(cached(
-        axum::Json(body).into_response(),
-        state.status_lists.max_age(),
-    ))
+    let max_age = revocation
+        .remaining(state.status_lists.max_age())
+        .min(suspension.remaining(state.status_lists.max_age()));
+    Ok(cached(axum::Json(body).into_response(), max_age))
 }
 
 #[cfg(test)]

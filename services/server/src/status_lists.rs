@@ -53,6 +53,18 @@ pub struct BuiltList {
     generation: u64,
 }
 
+impl BuiltList {
+    /// How much of `max_age` is left: what a client may still cache it for
+    /// (its signed `validUntil` is `built + max_age`).
+    pub fn remaining(&self, max_age: Duration) -> Duration {
+        max_age.saturating_sub(self.built.elapsed())
+    }
+}
+
+/// Lists built at once by this replica (each a database read of up to a
+/// list's set bits): requests beyond wait, then usually find the list built.
+pub const CONCURRENT_BUILDS: usize = 2;
+
 /// Entry allocation and built lists of this replica.
 #[derive(Debug)]
 pub struct StatusLists {
@@ -60,6 +72,7 @@ pub struct StatusLists {
     max_age: Duration,
     blocks: Mutex<HashMap<CityCode, Arc<tokio::sync::Mutex<Block>>>>,
     built: Mutex<HashMap<(CityCode, u32, Purpose), BuiltList>>,
+    builds: tokio::sync::Semaphore,
 }
 
 impl StatusLists {
@@ -71,6 +84,7 @@ impl StatusLists {
             max_age,
             blocks: Mutex::default(),
             built: Mutex::default(),
+            builds: tokio::sync::Semaphore::new(CONCURRENT_BUILDS),
         }
     }
 
@@ -150,6 +164,18 @@ impl AppState {
         };
         self.known_city(city, "city").await?;
         let key = (city.clone(), list, purpose);
+        let generation = self.status_cache.generation();
+        let trusted = self.status_cache.fresh();
+        if trusted && let Some(b) = self.status_lists.cached(&key, generation) {
+            return Ok(b);
+        }
+        let _build = self
+            .status_lists
+            .builds
+            .acquire()
+            .await
+            .map_err(|_| AppError::internal("status list builds closed"))?;
+        // Another request may have built it while this one waited.
         let generation = self.status_cache.generation();
         let trusted = self.status_cache.fresh();
         if trusted && let Some(b) = self.status_lists.cached(&key, generation) {

@@ -569,6 +569,14 @@ impl AppState {
     ) -> AppResult<String> {
         let key_row = self.current_key(txn, target, "target_city").await?;
         let key = self.keyring.signing_for(&key_row)?;
+        // The city's validity, and never past the source credential's end.
+        let valid_until =
+            d.at.checked_add_signed(self.attestations.validity(target.as_str()))
+                .ok_or_else(|| AppError::internal("attestation validity out of range"))?;
+        let valid_until = cred
+            .window
+            .until
+            .map_or(valid_until, |until| valid_until.min(until));
         vc::sign_attestation(
             &key,
             &AttestationClaims {
@@ -582,7 +590,7 @@ impl AppState {
                 policy_version: d.policy_version,
                 deciding_rules: d.decision.deciding_rules.clone(),
                 issued_at: d.at,
-                valid_until: d.at + self.attestations.validity(target.as_str()),
+                valid_until,
                 status: self.status_lists.entries(target, entry),
             },
         )
