@@ -116,27 +116,14 @@ impl IntoResponse for HttpError {
             Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let code = format!("{:?}", self.0.code());
         let body = serde_json::json!({
-            "error": { "code": screaming(&code), "message": self.0.message() }
+            "error": { "code": crate::client::code_name(self.0.code()), "message": self.0.message() }
         });
         let mut r = (status, axum::Json(body)).into_response();
         r.headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         r
     }
-}
-
-/// `NotFound` → `NOT_FOUND`.
-fn screaming(camel: &str) -> String {
-    let mut out = String::new();
-    for (i, ch) in camel.chars().enumerate() {
-        if ch.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(ch.to_ascii_uppercase());
-    }
-    out
 }
 
 fn city(raw: &str) -> Result<CityCode, HttpError> {
@@ -166,8 +153,7 @@ async fn jwks(
     let _slot = admit(&state)?;
     let city = city(&raw)?;
     let keys = state.issuer_keys(&city).await?;
-    let body = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
-    let mut r = axum::Json(body).into_response();
+    let mut r = axum::Json(crate::app::registry::jwks(&keys)).into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/jwk-set+json"),
@@ -233,14 +219,4 @@ async fn status_entry(
         .remaining(state.status_lists.max_age())
         .min(suspension.remaining(state.status_lists.max_age()));
     Ok(cached(axum::Json(body).into_response(), max_age))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn codes_are_written_as_grpc_names() {
-        assert_eq!(super::screaming("NotFound"), "NOT_FOUND");
-        assert_eq!(super::screaming("InvalidArgument"), "INVALID_ARGUMENT");
-        assert_eq!(super::screaming("Internal"), "INTERNAL");
-    }
 }

@@ -88,7 +88,7 @@ impl CityRegistryService for CityRegistry {
         let _slot = super::admit_anonymous(&self.state)?;
         let city = CityCode::parse("city", &req.get_ref().city).map_err(AppError::from)?;
         let keys = self.state.issuer_keys(&city).await?;
-        let jwks = serde_json::json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() });
+        let jwks = crate::app::registry::jwks(&keys);
         Ok(Response::new(v1::GetIssuerKeysResponse {
             keys: keys.iter().map(published_key_to_api).collect(),
             jwks_json: jwks.to_string(),

@@ -46,6 +46,12 @@ impl From<&IssuerVerifyingKey> for PublishedKey {
     }
 }
 
+/// `keys` as a JSON Web Key Set (RFC 7517): what GetIssuerKeys and the
+/// HTTP port publish.
+pub fn jwks(keys: &[PublishedKey]) -> serde_json::Value {
+    json!({ "keys": keys.iter().map(|k| &k.jwk).collect::<Vec<_>>() })
+}
+
 /// The answer to a rotation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rotation {

@@ -10,18 +10,10 @@ use chrono::{DateTime, Utc};
 use corridor_domain::audit::{ChainedEvent, Checkpoint, GENESIS, Hash, Heads};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, Value};
 
+use super::stmt;
+
 /// The columns of an event joined with its place in the chain.
 const EVENT_COLUMNS: &str = "c.position, c.hash, c.city_hash, e.occurred_at, e.actor, e.actor_city, e.action, e.subject_type, e.subject_id, e.detail, e.city, e.other_city";
-
-/// A statement written with `$n` placeholders, for either backend.
-fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        sql.to_owned()
-    } else {
-        sql.replace('$', "?")
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
 
 fn hash(row: &QueryResult, col: &str) -> Result<Hash, DbErr> {
     let b: Vec<u8> = row.try_get("", col)?;

@@ -117,6 +117,21 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
 }
 
+/// A statement written with `$n` placeholders, for either backend (SQLite
+/// reads them as `?n`).
+pub(crate) fn stmt(
+    backend: sea_orm::DbBackend,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> sea_orm::Statement {
+    let sql = if backend == sea_orm::DbBackend::Postgres {
+        sql.to_owned()
+    } else {
+        sql.replace('$', "?")
+    };
+    sea_orm::Statement::from_sql_and_values(backend, sql, values)
+}
+
 /// A status entry from its two nullable columns (both or neither).
 pub(crate) fn status_entry(
     list: Option<i32>,

@@ -4,17 +4,9 @@
 
 use corridor_domain::city::CityCode;
 use corridor_domain::status_list::Purpose;
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DbErr};
 
-/// A statement written with `$n` placeholders, for either backend.
-fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = if backend == DbBackend::Postgres {
-        sql.to_owned()
-    } else {
-        sql.replace('$', "?")
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
+use super::stmt;
 
 /// A block of positions handed to this replica: `start..end`, with the
 /// city's permutation key.
