@@ -26,6 +26,48 @@ pub fn decode_rate(token: &str, x: &str, seconds: f64) -> anyhow::Result<f64> {
     })
 }
 
+/// In-process signatures per second of a credential like the benchmark's
+/// (the same claims and status entries, a fresh Hangzhou key) by
+/// `corridor_domain::vc::sign`, the issuance path's own signing call (one
+/// thread): the most rows a server on one core could ever issue, whatever
+/// the database does.
+pub fn sign_rate(public_url: &str, seconds: f64) -> anyhow::Result<f64> {
+    use corridor_domain::city::CityCode;
+    use corridor_domain::credential::ValidityWindow;
+    use corridor_domain::keys::IssuerSigningKey;
+    use corridor_domain::qualification::Qualification;
+    use corridor_domain::status_list::StatusEntry;
+    use corridor_domain::vc::{CredentialClaims, StatusListEntry, sign};
+    let bad = |v: corridor_domain::Violations| anyhow::anyhow!("{v:?}");
+    let now = Utc::now();
+    let city = CityCode::parse("city", "hangzhou").map_err(bad)?;
+    let key = IssuerSigningKey::generate(&city, now).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let claims = CredentialClaims {
+        id: uuid::Uuid::now_v7(),
+        issuer_city: city.clone(),
+        qualification: Qualification::parse(
+            "qualification",
+            Some(Category::ProfessionalTitle),
+            "engineering",
+            4,
+            "高级工程师",
+        )
+        .map_err(bad)?,
+        holder_name: "张三".into(),
+        window: ValidityWindow::parse(now, None, "valid_until").map_err(bad)?,
+        issued_at: now,
+        status: StatusListEntry::for_entry(
+            public_url,
+            &city,
+            StatusEntry {
+                list: 1,
+                index: 4242,
+            },
+        ),
+    };
+    in_process_rate(seconds, || sign(&key, &claims).is_ok())
+}
+
 /// In-process decisions per second of a 副高级 title from Hefei into
 /// Songjiang (CONDITIONAL, explained in full, as EvaluateRecognition does).
 pub fn decide_rate(seconds: f64) -> anyhow::Result<f64> {
@@ -186,4 +228,43 @@ pub async fn issuance_statement_tps(
         sql.split_whitespace().collect::<Vec<_>>().join(" ")
     );
     pgbench(database_url, &script, clients, seconds)
+}
+
+/// Rows per second pgbench gets from the very statement a batch's rows are
+/// written with (`ISSUE_MANY_STATEMENT`, 100 rows of the same sizes per
+/// execution as one JSON parameter built in SQL), at `clients`: what the
+/// database alone makes of BatchIssueCredentials' writes (for each row a
+/// credential, an idempotency record and an audit event, with their index
+/// entries), the ceiling of R2b. The sequencer's chain row of each event,
+/// written later, is not included.
+pub async fn issue_many_rows(
+    database_url: &str,
+    kid: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<f64> {
+    let rows = format!(
+        "(SELECT json_agg(json_build_object(\
+         'ord', g, 'kid', '{kid}', 'city', 'hangzhou', 'request_id', gen_random_uuid()::text, \
+         'payload_hash', repeat('a', 64), \
+         'answer', translate(encode(convert_to(repeat('x', 1400), 'UTF8'), 'base64'), E'\\n', ''), \
+         'id', gen_random_uuid(), 'category', 'PROFESSIONAL_TITLE', 'series', 'engineering', \
+         'level', 4, 'title', '高级工程师', 'holder_name', '张三', \
+         'holder_hash', md5(random()::text) || md5(random()::text), 'valid_from', now(), \
+         'valid_until', NULL, 'status', 'active', 'token', repeat('t', 830), \
+         'issued_by', 'pgbench', 'issued_at', now(), \
+         'status_list', (random() * 2147483646)::int, 'status_index', (random() * 131071)::int, \
+         'actor_city', 'hangzhou', 'action', 'credential.issued', 'subject_type', 'credential', \
+         'detail', '{{\"issuer_city\":\"hangzhou\",\"category\":\"PROFESSIONAL_TITLE\",\"series\":\"engineering\",\"level\":4,\"kid\":\"k\"}}', \
+         'event_city', 'hangzhou')) FROM generate_series(1, 100) g)"
+    );
+    let sql = corridor_server::store::credentials::ISSUE_MANY_STATEMENT
+        .replace("$1", &rows)
+        .replace("$2", "'pgbench'")
+        .replace("$3", "'IssueCredential'");
+    let script = format!(
+        "{};\n",
+        sql.split_whitespace().collect::<Vec<_>>().join(" ")
+    );
+    Ok(pgbench(database_url, &script, clients, seconds)? * 100.0)
 }

@@ -349,6 +349,29 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
     } else {
         f64::NAN
     };
+    if need(&["R2b"]) {
+        let ceiling =
+            baselines::issue_many_rows(&ctx.setup.database_url, &subject.kid, 4, secs).await?;
+        table.baseline(
+            format!(
+                "pgbench of the batch statement itself (100 rows a statement, each 3 rows and 8 index entries), 4 clients: the database's ceiling for R2b, {:.2} × pgbench multi-row",
+                ceiling / pg_multi
+            ),
+            ceiling,
+            "rows/s",
+        );
+        // Every issued row is signed on the server's one core: the most
+        // rows a second it could issue, whatever the database does.
+        let s = baselines::sign_rate(servers::PUBLIC_URL, secs.min(3.0))?;
+        table.baseline(
+            format!(
+                "in-process vc::sign of a credential like the benchmark's, one thread: R2b's ceiling on one core, {:.2} × pgbench multi-row",
+                s / pg_multi
+            ),
+            s,
+            "signatures/s",
+        );
+    }
 
     if ctx.wants("health") {
         // Health: the transport alone.

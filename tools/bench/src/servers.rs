@@ -13,6 +13,10 @@ use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
+/// The public HTTP address the servers put in status entries (nothing
+/// listens there: the benchmark does not fetch lists).
+pub const PUBLIC_URL: &str = "https://status.bench.invalid";
+
 /// The identity provider of the run: the servers trust its key.
 pub const ISSUER: &str = "https://idp.bench.g60-corridor.local";
 /// The audience.
@@ -144,7 +148,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             // Credentials carry their status entries as in production (the
             // lists themselves are not served: no HTTP port).
-            .env("CORRIDOR_HTTP__PUBLIC_URL", "https://status.bench.invalid")
+            .env("CORRIDOR_HTTP__PUBLIC_URL", PUBLIC_URL)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()?;

@@ -325,6 +325,7 @@ impl AppState {
             let payload_hash = issue_key(cmd, &holder_hash).payload_hash();
             signed_items.push((i, cmd.request_id.as_str(), c, event, payload_hash, answer));
         }
+        let mut stored_ids = std::collections::HashSet::new();
         for group in signed_items.chunks(GROUP_ROWS) {
             let rows: Vec<cred_store::ManyItem<'_>> = group
                 .iter()
@@ -332,8 +333,8 @@ impl AppState {
                     |(_, request_id, c, event, payload_hash, answer)| cred_store::ManyItem {
                         credential: c,
                         request_id,
-                        payload_hash: payload_hash.clone(),
-                        answer: answer.clone(),
+                        payload_hash,
+                        answer,
                         event,
                     },
                 )
@@ -350,16 +351,15 @@ impl AppState {
                 Err(_) => Err(AppError::internal("the batch slots are closed")),
             };
             match stored {
-                Ok(ids) => {
-                    for (i, _, c, ..) in group {
-                        if ids.contains(&c.id) {
-                            out.insert(*i, c.clone());
-                        }
-                    }
-                }
+                Ok(ids) => stored_ids.extend(ids),
                 Err(e) => {
                     tracing::warn!(error = %e, rows = group.len(), "multi-row issuance failed; issuing its rows one by one");
                 }
+            }
+        }
+        for (i, _, c, ..) in signed_items {
+            if stored_ids.contains(&c.id) {
+                out.insert(i, c);
             }
         }
         tracing::info!(

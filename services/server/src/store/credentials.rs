@@ -327,11 +327,45 @@ pub struct ManyItem<'a> {
     /// The item's request id.
     pub request_id: &'a str,
     /// SHA-256 of the item's fingerprint (`Idempotent::payload_hash`).
-    pub payload_hash: String,
+    pub payload_hash: &'a str,
     /// The answer a retry replays.
-    pub answer: Vec<u8>,
+    pub answer: &'a [u8],
     /// Its audit event.
     pub event: &'a super::audit::NewEvent,
+}
+
+/// One row of the statement's JSON parameter, borrowed from its item: the
+/// rows of a batch are serialized straight from the credentials, without an
+/// intermediate `serde_json::Value` per row.
+#[derive(serde::Serialize)]
+struct ManyRow<'a> {
+    ord: usize,
+    kid: &'a str,
+    city: &'a str,
+    request_id: &'a str,
+    payload_hash: &'a str,
+    /// Base64 (standard, padded): Postgres' `decode(.., 'base64')`.
+    answer: String,
+    id: Uuid,
+    category: &'a str,
+    series: &'a str,
+    level: i32,
+    title: &'a str,
+    holder_name: &'a str,
+    holder_hash: &'a str,
+    valid_from: DateTime<Utc>,
+    valid_until: Option<DateTime<Utc>>,
+    status: &'a str,
+    token: &'a str,
+    issued_by: &'a str,
+    issued_at: DateTime<Utc>,
+    status_list: Option<i32>,
+    status_index: Option<i32>,
+    actor_city: Option<&'a str>,
+    action: &'a str,
+    subject_type: &'a str,
+    detail: String,
+    event_city: Option<&'a str>,
 }
 
 /// Issuance of many credentials in one round trip (Postgres): one statement
@@ -347,45 +381,47 @@ pub async fn issue_many_in_one_statement(
     operation: &str,
     items: &[ManyItem<'_>],
 ) -> Result<std::collections::HashSet<Uuid>, DbErr> {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use sea_orm::{DbBackend, Statement};
-    let rows: Vec<serde_json::Value> = items
+    let rows: Vec<ManyRow<'_>> = items
         .iter()
         .enumerate()
         .map(|(ord, it)| {
             let c = it.credential;
             let q = &c.qualification;
             let (status_list, status_index) = super::status_columns(c.status_entry);
-            serde_json::json!({
-                "ord": ord,
-                "kid": c.kid,
-                "city": c.issuer_city.as_str(),
-                "request_id": it.request_id,
-                "payload_hash": it.payload_hash,
-                "answer": hex::encode(&it.answer),
-                "id": c.id,
-                "category": q.category().as_str(),
-                "series": q.series(),
-                "level": i32::from(q.level()),
-                "title": q.title(),
-                "holder_name": c.holder_name,
-                "holder_hash": c.holder_hash.as_str(),
-                "valid_from": c.window.from,
-                "valid_until": c.window.until,
-                "status": c.status.as_str(),
-                "token": c.token,
-                "issued_by": c.issued_by,
-                "issued_at": c.issued_at,
-                "status_list": status_list,
-                "status_index": status_index,
-                "actor_city": it.event.actor_city,
-                "action": it.event.action,
-                "subject_type": it.event.subject_type,
-                "detail": it.event.detail.to_string(),
-                "event_city": it.event.city,
-            })
+            ManyRow {
+                ord,
+                kid: &c.kid,
+                city: c.issuer_city.as_str(),
+                request_id: it.request_id,
+                payload_hash: it.payload_hash,
+                answer: STANDARD.encode(it.answer),
+                id: c.id,
+                category: q.category().as_str(),
+                series: q.series(),
+                level: i32::from(q.level()),
+                title: q.title(),
+                holder_name: &c.holder_name,
+                holder_hash: c.holder_hash.as_str(),
+                valid_from: c.window.from,
+                valid_until: c.window.until,
+                status: c.status.as_str(),
+                token: &c.token,
+                issued_by: &c.issued_by,
+                issued_at: c.issued_at,
+                status_list,
+                status_index,
+                actor_city: it.event.actor_city.as_deref(),
+                action: it.event.action,
+                subject_type: it.event.subject_type,
+                detail: it.event.detail.to_string(),
+                event_city: it.event.city.as_deref(),
+            }
         })
         .collect();
-    let rows = serde_json::Value::Array(rows).to_string();
+    let rows = serde_json::to_string(&rows).map_err(|e| DbErr::Custom(e.to_string()))?;
     let found = conn
         .query_all_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
@@ -416,7 +452,7 @@ pub const ISSUE_MANY_STATEMENT: &str = "WITH input AS (
             JOIN issuer_keys k ON k.kid = i.kid AND k.city_code = i.city AND k.status = 'current'
         ), claim AS (
             INSERT INTO request_log (caller, request_id, operation, payload_hash, response, created_at)
-            SELECT $2, request_id, $3, payload_hash, decode(answer, 'hex'), issued_at FROM signing
+            SELECT $2, request_id, $3, payload_hash, decode(answer, 'base64'), issued_at FROM signing
             ON CONFLICT (caller, request_id) DO NOTHING
             RETURNING request_id
         ), credential AS (
