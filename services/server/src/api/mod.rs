@@ -109,13 +109,23 @@ fn caller_of<T>(state: &AppState, req: &tonic::Request<T>, rpc: Rpc) -> AppResul
 /// Under mutual TLS, a token that names a city is accepted only over a
 /// connection whose client certificate names the same city (`crate::tls`):
 /// a stolen city token is of no use without the city's certificate.
+/// Fails closed: a request that carries no connection information (served
+/// by a transport other than `crate::transport`) is refused for a city
+/// token, as the binding cannot be checked.
 fn bound_to_connection<T>(req: &tonic::Request<T>, caller: &Caller) -> AppResult<()> {
+    let Some(city) = caller.city.as_ref() else {
+        return Ok(());
+    };
     let Some(peer) = req.extensions().get::<PeerInfo>() else {
-        return Ok(());
+        tracing::error!("a request without connection information: the server's transport is not crate::transport");
+        return Err(Denied(format!(
+            "a token of {city} over a connection this server cannot identify"
+        ))
+        .into());
     };
-    let Some(city) = caller.city.as_ref().filter(|_| peer.mutual_tls) else {
+    if !peer.mutual_tls {
         return Ok(());
-    };
+    }
     match peer.client_city.as_deref() {
         Some(c) if c == city.as_str() => Ok(()),
         Some(c) => Err(Denied(format!(
@@ -126,5 +136,47 @@ fn bound_to_connection<T>(req: &tonic::Request<T>, caller: &Caller) -> AppResult
             "a token of {city} needs a client certificate of {city} (mutual TLS)"
         ))
         .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corridor_domain::city::CityCode;
+
+    fn caller(city: Option<&str>) -> Caller {
+        Caller {
+            subject: "s".into(),
+            city: city.and_then(|c| CityCode::parse("city", c).ok()),
+            roles: Vec::new(),
+        }
+    }
+
+    fn over(peer: Option<PeerInfo>) -> tonic::Request<()> {
+        let mut req = tonic::Request::new(());
+        if let Some(p) = peer {
+            req.extensions_mut().insert(p);
+        }
+        req
+    }
+
+    #[test]
+    fn a_city_token_without_connection_information_is_refused() {
+        assert!(bound_to_connection(&over(None), &caller(Some("hangzhou"))).is_err());
+        assert!(bound_to_connection(&over(None), &caller(None)).is_ok());
+    }
+
+    #[test]
+    fn under_mutual_tls_the_certificate_must_name_the_tokens_city() {
+        let peer = |client_city: Option<&str>| PeerInfo {
+            mutual_tls: true,
+            client_city: client_city.map(str::to_owned),
+            ..PeerInfo::default()
+        };
+        let hz = caller(Some("hangzhou"));
+        assert!(bound_to_connection(&over(Some(peer(Some("hangzhou")))), &hz).is_ok());
+        assert!(bound_to_connection(&over(Some(peer(Some("suzhou")))), &hz).is_err());
+        assert!(bound_to_connection(&over(Some(peer(None))), &hz).is_err());
+        assert!(bound_to_connection(&over(Some(PeerInfo::default())), &hz).is_ok());
     }
 }
