@@ -157,3 +157,55 @@ async fn startup_waits_for_the_database_and_names_it() {
     let (built, ()) = tokio::join!(corridor_server::state::AppState::build(&settings), restore);
     assert!(built.is_ok(), "{:?}", built.err());
 }
+
+/// Regression (found by scripts/chaos, "slow database"): a call the
+/// database held past the server's request timeout answered CANCELLED
+/// ("Timeout expired", tonic's timeout), which clients and `corridor
+/// import` rightly do not retry. It is DEADLINE_EXCEEDED, at the timeout.
+#[tokio::test]
+async fn a_call_held_past_the_request_timeout_is_deadline_exceeded() {
+    let app = TestApp::spawn_with(|s| s.limits.request_timeout_ms = 500).await;
+    let c = crate::support::issue(&app, "hangzhou", "slow-1").await;
+    let holder = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(2))
+        .await
+        .unwrap();
+    use sea_orm::TransactionTrait;
+    let txn = holder.begin().await.unwrap();
+    txn.execute_unprepared(&format!(
+        "SELECT 1 FROM credentials WHERE id = '{}' FOR UPDATE",
+        c.id
+    ))
+    .await
+    .unwrap();
+    let mut client = app.credentials().await;
+    let started = Instant::now();
+    let e = client
+        .revoke_credential(authed(
+            v1::RevokeCredentialRequest {
+                request_id: "slow-r".into(),
+                id: c.id.clone(),
+                reason: "fraud".into(),
+            },
+            &app.issuer("hangzhou"),
+        ))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
+    txn.rollback().await.unwrap();
+    // The lock gone, the same request succeeds (nothing was half-written).
+    let revoked = client
+        .revoke_credential(authed(
+            v1::RevokeCredentialRequest {
+                request_id: "slow-r".into(),
+                id: c.id,
+                reason: "fraud".into(),
+            },
+            &app.issuer("hangzhou"),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.credential.is_some());
+}

@@ -115,13 +115,16 @@ pub async fn serve_with(
         let _ = stop.send(true);
     };
     let server = Server::builder()
-        .timeout(Duration::from_millis(limits.request_timeout_ms))
         // Streams of one connection; admission (slots of the whole server)
         // happens after authentication, in the handlers (`admission.rs`).
         .concurrency_limit_per_connection(limits.max_concurrent_streams as usize)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .layer(crate::metrics::RpcMetricsLayer)
         .layer(tower::util::MapResponseLayer::new(remap_decode_errors))
+        // The request timeout (DEADLINE_EXCEEDED, not tonic's CANCELLED).
+        .layer(crate::transport::DeadlineLayer(Duration::from_millis(
+            limits.request_timeout_ms,
+        )))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -361,3 +361,63 @@ pub fn remap_decode_errors<B>(mut res: http::Response<B>) -> http::Response<B> {
     }
     res
 }
+
+/// The server's own request timeout, inside the RPC metrics: a call still
+/// unanswered after it gets DEADLINE_EXCEEDED (retry later), where tonic's
+/// built-in timeout answers CANCELLED ("Timeout expired"), a code clients
+/// rightly do not retry. A client's shorter `grpc-timeout` is still applied
+/// by tonic (the client gave up; its own library reports the deadline).
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer(pub Duration);
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            after: self.0,
+        }
+    }
+}
+
+/// See [`DeadlineLayer`].
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    after: Duration,
+}
+
+impl<S, Req, B> tower::Service<Req> for Deadline<S>
+where
+    S: tower::Service<Req, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    B: Default,
+{
+    type Response = http::Response<B>;
+    type Error = S::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<http::Response<B>, S::Error>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let call = self.inner.call(req);
+        let after = self.after;
+        Box::pin(async move {
+            match tokio::time::timeout(after, call).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(Status::deadline_exceeded(format!(
+                    "not answered within the server's request timeout ({} ms); retry later",
+                    after.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
+}
