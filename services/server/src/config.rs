@@ -425,6 +425,15 @@ impl Settings {
                 )));
             }
         }
+        // The idle timer counts traffic, not calls: a call waiting longer
+        // than the idle timeout (up to the request timeout) would have its
+        // connection, and every other call on it, closed under it.
+        if self.limits.idle_timeout_ms <= self.limits.request_timeout_ms {
+            return Err(ConfigError::Invalid(format!(
+                "limits.idle_timeout_ms ({}) must be longer than limits.request_timeout_ms ({}): a call still waiting would lose its connection",
+                self.limits.idle_timeout_ms, self.limits.request_timeout_ms
+            )));
+        }
         if !(1..=86_400).contains(&self.http.max_age_seconds) {
             return Err(ConfigError::Invalid(format!(
                 "http.max_age_seconds must be 1 to 86400, not {}",
@@ -565,6 +574,10 @@ mod tests {
         let mut s = ok.clone();
         s.http.max_age_seconds = 0;
         assert!(s.check().is_err());
+        let mut s = ok.clone();
+        s.limits.idle_timeout_ms = s.limits.request_timeout_ms;
+        let e = s.check().expect_err("idle no longer than a call may wait");
+        assert!(e.to_string().contains("limits.idle_timeout_ms"), "{e}");
         let mut s = ok;
         s.attestations.validity_days = 30;
         s.attestations
