@@ -117,7 +117,9 @@ fn bound_to_connection<T>(req: &tonic::Request<T>, caller: &Caller) -> AppResult
         return Ok(());
     };
     let Some(peer) = req.extensions().get::<PeerInfo>() else {
-        tracing::error!("a request without connection information: the server's transport is not crate::transport");
+        tracing::error!(
+            "a request without connection information: the server's transport is not crate::transport"
+        );
         return Err(Denied(format!(
             "a token of {city} over a connection this server cannot identify"
         ))
