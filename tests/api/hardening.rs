@@ -458,6 +458,8 @@ async fn idle_connections_close_and_shutdown_has_a_deadline() {
     use tokio::io::AsyncReadExt;
     let mut app = TestApp::spawn_with(|s| {
         s.limits.idle_timeout_ms = 400;
+        // Startup requires the idle timeout to exceed the request timeout.
+        s.limits.request_timeout_ms = 300;
         s.limits.max_connections = 8;
         s.limits.shutdown_grace_ms = 500;
     })
