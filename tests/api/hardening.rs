@@ -397,6 +397,81 @@ async fn one_bad_audit_event_costs_no_other_event() {
     assert_eq!(stored, 100);
 }
 
+/// Regression (performance issue): the verification audit writer wrote one
+/// batch at a time, so verifies waited on the queue at about half the rate
+/// the server answered (5,596 verifies/s; 9,610 with concurrent batches,
+/// `scripts/bench --only R1`). With the table locked against inserts, the
+/// writer now has several COPYs waiting at once, and once the lock goes
+/// every event is there.
+#[tokio::test]
+async fn the_audit_writer_keeps_several_batches_in_flight() {
+    use corridor_server::store::audit::{AuditWriter, NewEvent, WRITERS};
+    use corridor_server::store::entities::audit_event;
+    use sea_orm::{
+        ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
+    };
+    let app = TestApp::spawn().await;
+    let lock = app.db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE audit_events IN SHARE MODE")
+        .await
+        .unwrap();
+    let (writer, task) = AuditWriter::spawn(app.db.clone());
+    const EVENTS: usize = 1000;
+    for i in 0..EVENTS {
+        writer
+            .record(NewEvent {
+                actor: "tester".into(),
+                actor_city: None,
+                action: "test.pipelined",
+                subject_type: "credential",
+                subject_id: format!("e-{i}"),
+                detail: serde_json::json!({ "n": i }),
+                occurred_at: chrono::Utc::now(),
+                city: None,
+                other_city: None,
+            })
+            .await;
+    }
+    let waiting = || async {
+        app.db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT count(*)::bigint AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                 AND query LIKE 'COPY audit_events%'",
+            ))
+            .await
+            .unwrap()
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut most = 0;
+    while std::time::Instant::now() < deadline {
+        most = most.max(waiting().await);
+        if most >= WRITERS as i64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        most, WRITERS as i64,
+        "batches waiting on the lock at once (one writer would show 1)"
+    );
+    lock.rollback().await.unwrap();
+    drop(writer);
+    tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the writer flushes and ends")
+        .expect("writer task");
+    let stored = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("test.pipelined"))
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, EVENTS as u64);
+}
+
 /// Regression (hardening issue, item 3): 600 streams without a token whose
 /// body never finished held the 512 server-wide slots until the 10 s
 /// timeout, and normal calls failed meanwhile. Slots are now taken after

@@ -6,7 +6,12 @@
 //! no transaction to join: they go through [`AuditWriter`], which batches
 //! events off the request path (a verify makes no database round trip for
 //! its event) and flushes what it holds on shutdown. On Postgres a batch is
-//! one `COPY`, the cheapest way in for many rows.
+//! one `COPY`, the cheapest way in for many rows, and up to [`WRITERS`]
+//! batches are in flight at once (each on its own connection): one writer
+//! waiting on its commit capped verifies at the rate one connection could
+//! append, about half what the server answers. Batches may commit out of
+//! queue order; the sequencer orders events by their transaction
+//! (docs/DESIGN.md, Audit), so the trail stays gapless either way.
 //!
 //! Failures: while the database is unreachable the writer keeps its batch
 //! and retries with backoff (the bounded queue then slows verifies down
@@ -119,6 +124,9 @@ pub async fn append_many(conn: &impl ConnectionTrait, evs: Vec<NewEvent>) -> Res
 /// Most events one batch insert carries.
 const BATCH: usize = 256;
 
+/// Most batches being written at once.
+pub const WRITERS: usize = 4;
+
 /// Sends events to the background batch writer.
 #[derive(Debug, Clone)]
 pub struct AuditWriter {
@@ -144,11 +152,37 @@ impl AuditWriter {
     }
 }
 
+/// Takes batches off the queue while fewer than [`WRITERS`] (one on
+/// SQLite) are being written; once the queue is closed, waits for every batch in flight.
 async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<NewEvent>) {
-    let mut buf = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut buf, BATCH).await > 0 {
-        let batch = std::mem::take(&mut buf);
-        write_batch(&db, batch).await;
+    // SQLite (`--dev`) has one connection: a second writer would only queue.
+    let writers = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => WRITERS,
+        _ => 1,
+    };
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        while let Some(r) = in_flight.try_join_next() {
+            joined(Some(r));
+        }
+        while in_flight.len() >= writers {
+            joined(in_flight.join_next().await);
+        }
+        let mut batch = Vec::with_capacity(BATCH);
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            break;
+        }
+        let db = db.clone();
+        in_flight.spawn(async move { write_batch(&db, batch).await });
+    }
+    while let Some(r) = in_flight.join_next().await {
+        joined(Some(r));
+    }
+}
+
+fn joined(r: Option<Result<(), tokio::task::JoinError>>) {
+    if let Some(Err(e)) = r {
+        tracing::error!(error = %e, "an audit batch writer failed; its events were not recorded");
     }
 }
 
