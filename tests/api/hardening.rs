@@ -354,27 +354,56 @@ async fn oversized_and_malformed_requests_get_the_clients_codes() {
     assert!(!corridor_tests::violated_fields(&empty).is_empty());
 }
 
+/// A verification-like audit event for the writer tests.
+fn audit_event(
+    action: &'static str,
+    subject_id: String,
+) -> corridor_server::store::audit::NewEvent {
+    corridor_server::store::audit::NewEvent {
+        actor: "tester".into(),
+        actor_city: None,
+        action,
+        subject_type: "credential",
+        subject_id,
+        detail: serde_json::json!({ "n": 1 }),
+        occurred_at: chrono::Utc::now(),
+        city: None,
+        other_city: None,
+    }
+}
+
+/// Closes `writer`, waits for `task` to flush what it holds, and counts the
+/// stored events of `action`.
+async fn flush_and_count(
+    app: &TestApp,
+    writer: corridor_server::store::audit::AuditWriter,
+    task: tokio::task::JoinHandle<()>,
+    action: &str,
+) -> u64 {
+    use corridor_server::store::entities::audit_event;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    drop(writer);
+    tokio::time::timeout(std::time::Duration::from_secs(20), task)
+        .await
+        .expect("the writer flushes and ends")
+        .expect("writer task");
+    audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq(action))
+        .count(&app.db)
+        .await
+        .unwrap()
+}
+
 /// Regression (hardening issue, item 6): the verification audit writer
 /// dropped a whole batch after 5 retries when one event in it was bad (74
 /// normal events lost with a single bad one). Now a refused batch is written
 /// event by event and only the bad event is dropped.
 #[tokio::test]
 async fn one_bad_audit_event_costs_no_other_event() {
-    use corridor_server::store::audit::{AuditWriter, NewEvent};
-    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    use corridor_server::store::audit::AuditWriter;
     let app = TestApp::spawn().await;
     let (writer, task) = AuditWriter::spawn(app.db.clone());
-    let event = |subject: String| NewEvent {
-        actor: "tester".into(),
-        actor_city: None,
-        action: "test.audited",
-        subject_type: "credential",
-        subject_id: subject,
-        detail: serde_json::json!({ "n": 1 }),
-        occurred_at: chrono::Utc::now(),
-        city: None,
-        other_city: None,
-    };
+    let event = |subject: String| audit_event("test.audited", subject);
     for i in 0..50 {
         writer.record(event(format!("good-{i}"))).await;
     }
@@ -383,33 +412,22 @@ async fn one_bad_audit_event_costs_no_other_event() {
     for i in 50..100 {
         writer.record(event(format!("good-{i}"))).await;
     }
-    drop(writer);
-    tokio::time::timeout(std::time::Duration::from_secs(20), task)
-        .await
-        .expect("the writer flushes and ends")
-        .expect("writer task");
-    use corridor_server::store::entities::audit_event;
-    let stored = audit_event::Entity::find()
-        .filter(audit_event::Column::Action.eq("test.audited"))
-        .count(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, 100);
+    assert_eq!(
+        flush_and_count(&app, writer, task, "test.audited").await,
+        100
+    );
 }
 
 /// Regression (performance issue): the verification audit writer wrote one
 /// batch at a time, so verifies waited on the queue at about half the rate
 /// the server answered (5,596 verifies/s; 9,610 with concurrent batches,
-/// `scripts/bench --only R1`). With the table locked against inserts, the
-/// writer now has several COPYs waiting at once, and once the lock goes
-/// every event is there.
+/// release build, `corridor-bench --only R1`). With the table locked against
+/// inserts, the writer now has several COPYs waiting at once, and once the
+/// lock goes every event is there.
 #[tokio::test]
 async fn the_audit_writer_keeps_several_batches_in_flight() {
-    use corridor_server::store::audit::{AuditWriter, NewEvent, WRITERS};
-    use corridor_server::store::entities::audit_event;
-    use sea_orm::{
-        ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait,
-    };
+    use corridor_server::store::audit::{AuditWriter, WRITERS};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
     let app = TestApp::spawn().await;
     let lock = app.db.begin().await.unwrap();
     lock.execute_unprepared("LOCK TABLE audit_events IN SHARE MODE")
@@ -419,17 +437,7 @@ async fn the_audit_writer_keeps_several_batches_in_flight() {
     const EVENTS: usize = 1000;
     for i in 0..EVENTS {
         writer
-            .record(NewEvent {
-                actor: "tester".into(),
-                actor_city: None,
-                action: "test.pipelined",
-                subject_type: "credential",
-                subject_id: format!("e-{i}"),
-                detail: serde_json::json!({ "n": i }),
-                occurred_at: chrono::Utc::now(),
-                city: None,
-                other_city: None,
-            })
+            .record(audit_event("test.pipelined", format!("e-{i}")))
             .await;
     }
     let waiting = || async {
@@ -459,17 +467,10 @@ async fn the_audit_writer_keeps_several_batches_in_flight() {
         "batches waiting on the lock at once (one writer would show 1)"
     );
     lock.rollback().await.unwrap();
-    drop(writer);
-    tokio::time::timeout(std::time::Duration::from_secs(20), task)
-        .await
-        .expect("the writer flushes and ends")
-        .expect("writer task");
-    let stored = audit_event::Entity::find()
-        .filter(audit_event::Column::Action.eq("test.pipelined"))
-        .count(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, EVENTS as u64);
+    assert_eq!(
+        flush_and_count(&app, writer, task, "test.pipelined").await,
+        EVENTS as u64
+    );
 }
 
 /// Regression (hardening issue, item 3): 600 streams without a token whose

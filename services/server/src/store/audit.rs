@@ -163,10 +163,12 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<NewEvent>) {
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         while let Some(r) = in_flight.try_join_next() {
-            joined(Some(r));
+            joined(r);
         }
-        while in_flight.len() >= writers {
-            joined(in_flight.join_next().await);
+        while in_flight.len() >= writers
+            && let Some(r) = in_flight.join_next().await
+        {
+            joined(r);
         }
         let mut batch = Vec::with_capacity(BATCH);
         if rx.recv_many(&mut batch, BATCH).await == 0 {
@@ -176,12 +178,13 @@ async fn run(db: DatabaseConnection, mut rx: mpsc::Receiver<NewEvent>) {
         in_flight.spawn(async move { write_batch(&db, batch).await });
     }
     while let Some(r) = in_flight.join_next().await {
-        joined(Some(r));
+        joined(r);
     }
 }
 
-fn joined(r: Option<Result<(), tokio::task::JoinError>>) {
-    if let Some(Err(e)) = r {
+/// Logs a batch writer that panicked (`write_batch` itself never fails).
+fn joined(r: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = r {
         tracing::error!(error = %e, "an audit batch writer failed; its events were not recorded");
     }
 }
