@@ -188,10 +188,11 @@ pub async fn run(env: &mut Env, key: &str) -> anyhow::Result<Row> {
             .await
         }
         "term" => {
-            // Refused connections and requests queued on a connection that
-            // closed before they were sent; a call cut while the server
+            // Refused connections, requests queued on a connection that
+            // closed before they were sent, and streams the server's GOAWAY
+            // left unprocessed (conn:GOAWAY); a call cut while the server
             // had it (conn:UNKNOWN: reset, broken pipe) would be wrong.
-            faulted(env, key, "replica SIGTERM under load", &["UNAVAILABLE", "conn:UNAVAILABLE", "conn:CANCELLED"], s.in_flight, async |env, checks| {
+            faulted(env, key, "replica SIGTERM under load", &["UNAVAILABLE", "conn:UNAVAILABLE", "conn:CANCELLED", "conn:GOAWAY"], s.in_flight, async |env, checks| {
                 let hold = env.sizes.hold;
                 let r = &mut env.replicas[2];
                 tokio::time::sleep(hold / 2).await;

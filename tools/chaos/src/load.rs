@@ -44,6 +44,20 @@ pub fn code_name(code: Code) -> &'static str {
     }
 }
 
+/// Whether the attempt failed because the server's graceful GOAWAY
+/// (reason NO_ERROR) left its stream unprocessed: a server shutting down
+/// answers what it took and refuses, this way, what it had not.
+fn refused_by_goaway(s: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(s);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            return h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR);
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// What a client makes of a failed attempt: its label and whether to send
 /// it again. Codes that say the request itself is wrong are final; the
 /// rest may succeed later (INTERNAL and UNKNOWN too: a client cannot know,
@@ -52,7 +66,11 @@ fn classify(s: &tonic::Status) -> (String, bool, String) {
     let name = code_name(s.code());
     // A status the server sent has no source; one tonic made from a
     // transport failure carries the error.
-    let label = if std::error::Error::source(s).is_some() {
+    let label = if refused_by_goaway(s) {
+        // tonic calls this INTERNAL; HTTP/2 says the server never
+        // processed the stream (RFC 9113, 6.8), so it is safe to resend.
+        "conn:GOAWAY".to_owned()
+    } else if std::error::Error::source(s).is_some() {
         format!("conn:{name}")
     } else {
         name.to_owned()
