@@ -44,7 +44,7 @@ impl Engine {
         for subject in grid_subjects(policy) {
             for facts in grid_facts() {
                 let Ok((forbids, permits, _)) =
-                    self.matching(policy, &subject, target, &facts, subject.issued_at)
+                    self.matching_for(policy, &subject, target, &facts, subject.issued_at)
                 else {
                     continue;
                 };

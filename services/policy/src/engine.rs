@@ -17,6 +17,7 @@ pub struct Engine {
     pub(crate) action: EntityUid,
     pub(crate) city_type: EntityTypeName,
     pub(crate) credential_type: EntityTypeName,
+    pub(crate) datetimes: crate::eval::Datetimes,
 }
 
 impl Engine {
@@ -35,6 +36,7 @@ impl Engine {
             validator: Validator::new(schema),
             authorizer: Authorizer::new(),
             action,
+            datetimes: crate::eval::Datetimes::default(),
         })
     }
 }

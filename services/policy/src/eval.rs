@@ -1,6 +1,7 @@
 //! Deciding a recognition request.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 
 use cedar_policy::{
     Context, Decision as CedarDecision, Effect, Entities, Entity, EntityId, EntityUid, PolicyId,
@@ -15,8 +16,52 @@ use crate::types::{
     Decision, Facts, GuardRail, Outcome, RuleNotApplied, Subject, Target, UnmetCondition,
 };
 
-fn datetime(t: DateTime<Utc>) -> RestrictedExpression {
-    RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Secs, true))
+/// Cedar `datetime` values, one per second, built once.
+///
+/// `RestrictedExpression::new_datetime` (cedar-policy 4.14) parses the
+/// extension's name with Cedar's full parser, lexer regexes included, on
+/// every call: three or four datetimes per decision cost more than the
+/// evaluation itself (a profile of EvaluateRecognition put 19 % of the
+/// server's time there). A decision's datetimes are the credential's own
+/// dates and the decision time to the second, so a small table hits nearly
+/// always. It is bounded: emptied when it reaches [`Datetimes::CAPACITY`].
+#[derive(Debug, Default)]
+pub(crate) struct Datetimes(Mutex<HashMap<i64, RestrictedExpression>>);
+
+impl Datetimes {
+    /// Most datetimes kept.
+    pub(crate) const CAPACITY: usize = 4096;
+
+    /// `t`, to the second, as a Cedar datetime.
+    fn get(&self, t: DateTime<Utc>) -> RestrictedExpression {
+        let secs = t.timestamp();
+        if let Ok(kept) = self.0.lock()
+            && let Some(e) = kept.get(&secs)
+        {
+            return e.clone();
+        }
+        let e = RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Secs, true));
+        if let Ok(mut kept) = self.0.lock() {
+            if kept.len() >= Self::CAPACITY {
+                kept.clear();
+            }
+            kept.insert(secs, e.clone());
+        }
+        e
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().map_or(0, |k| k.len())
+    }
+}
+
+/// One decision's Cedar request and entities, built once and reused by
+/// each evaluation of that decision (the match, a condition, the
+/// explanation).
+struct Prepared {
+    request: Request,
+    entities: Entities,
 }
 
 /// The guard rail that stops `subject` from being recognized in `target` at `at`.
@@ -69,13 +114,13 @@ fn unmet(rule: &Rule, condition: &str, facts: &Facts) -> Vec<UnmetCondition> {
 type Matched = (Vec<usize>, Vec<usize>, Vec<String>);
 
 impl Engine {
-    fn request(
+    fn prepare(
         &self,
         subject: &Subject,
         target: &Target,
         facts: &Facts,
         at: DateTime<Utc>,
-    ) -> Result<(Request, Entities), String> {
+    ) -> Result<Prepared, String> {
         // Built from typed values with Cedar's constructors: parsing entity
         // uids or JSON here would cost several times the evaluation itself
         // (see benches/decide.rs).
@@ -90,15 +135,15 @@ impl Engine {
             ("title".into(), s(&subject.title)),
             ("issuer_city".into(), s(&subject.issuer_city)),
             ("issuer_province".into(), s(&subject.issuer_province)),
-            ("issue_date".into(), datetime(subject.issued_at)),
-            ("valid_from".into(), datetime(subject.window.from)),
+            ("issue_date".into(), self.datetimes.get(subject.issued_at)),
+            ("valid_from".into(), self.datetimes.get(subject.window.from)),
             (
                 "expires".into(),
                 RestrictedExpression::new_bool(subject.window.until.is_some()),
             ),
         ]);
         if let Some(until) = subject.window.until {
-            attrs.insert("valid_until".into(), datetime(until));
+            attrs.insert("valid_until".into(), self.datetimes.get(until));
         }
         let principal =
             EntityUid::from_type_name_and_id(self.city_type.clone(), EntityId::new(&target.city));
@@ -152,17 +197,17 @@ impl Engine {
                 "facts".to_owned(),
                 RestrictedExpression::new_record(fact_pairs).map_err(|e| e.to_string())?,
             ),
-            ("decision_time".to_owned(), datetime(at)),
+            ("decision_time".to_owned(), self.datetimes.get(at)),
         ])
         .map_err(|e| e.to_string())?;
         let request = Request::new(principal, self.action.clone(), resource, context, None)
             .map_err(|e| e.to_string())?;
-        Ok((request, entities))
+        Ok(Prepared { request, entities })
     }
 
     /// The matching forbid and permit rules (indexes), each in precedence
     /// order, and the evaluation errors.
-    pub(crate) fn matching(
+    pub(crate) fn matching_for(
         &self,
         policy: &CompiledPolicy,
         subject: &Subject,
@@ -170,10 +215,15 @@ impl Engine {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> Result<Matched, String> {
-        let (request, entities) = self.request(subject, target, facts, at)?;
+        Ok(self.matching(policy, &self.prepare(subject, target, facts, at)?))
+    }
+
+    /// [`Engine::matching_for`] on inputs already built.
+    fn matching(&self, policy: &CompiledPolicy, inputs: &Prepared) -> Matched {
+        let Prepared { request, entities } = inputs;
         let response = self
             .authorizer
-            .is_authorized(&request, &policy.set, &entities);
+            .is_authorized(request, &policy.set, entities);
         let rule_of = |id: &PolicyId| policy.by_policy.get(id).copied();
         let mut matched: Vec<usize> = response
             .diagnostics()
@@ -191,7 +241,7 @@ impl Engine {
         if response.decision() == CedarDecision::Deny && !matched.is_empty() {
             let r2 = self
                 .authorizer
-                .is_authorized(&request, &policy.permits, &entities);
+                .is_authorized(request, &policy.permits, entities);
             matched.extend(r2.diagnostics().reason().filter_map(rule_of));
         }
         let order = |rules: &[Rule], v: &mut Vec<usize>| {
@@ -208,26 +258,17 @@ impl Engine {
             .partition(|&i| policy.rules[i].effect == Effect::Forbid);
         order(&policy.rules, &mut forbids);
         order(&policy.rules, &mut permits);
-        Ok((forbids, permits, errors))
+        (forbids, permits, errors)
     }
 
-    fn condition_holds(
-        &self,
-        rule: &Rule,
-        subject: &Subject,
-        target: &Target,
-        facts: &Facts,
-        at: DateTime<Utc>,
-    ) -> Result<bool, String> {
+    fn condition_holds(&self, rule: &Rule, inputs: &Prepared) -> bool {
         let Some(set) = &rule.condition_set else {
-            return Ok(true);
+            return true;
         };
-        let (request, entities) = self.request(subject, target, facts, at)?;
-        Ok(self
-            .authorizer
-            .is_authorized(&request, set, &entities)
+        self.authorizer
+            .is_authorized(&inputs.request, set, &inputs.entities)
             .decision()
-            == CedarDecision::Allow)
+            == CedarDecision::Allow
     }
 
     /// For every rule of `policy` that did not match (per `decision`), the
@@ -246,10 +287,16 @@ impl Engine {
         if decision.guard_rail.is_some() {
             return Ok(());
         }
-        let (request, entities) = self.request(subject, target, facts, at)?;
-        let response = self
-            .authorizer
-            .is_authorized(&request, &policy.conjuncts, &entities);
+        let inputs = self.prepare(subject, target, facts, at)?;
+        self.explain_with(policy, decision, &inputs);
+        Ok(())
+    }
+
+    /// [`Engine::explain_not_applied`] on inputs already built.
+    fn explain_with(&self, policy: &CompiledPolicy, decision: &mut Decision, inputs: &Prepared) {
+        let response =
+            self.authorizer
+                .is_authorized(&inputs.request, &policy.conjuncts, &inputs.entities);
         let holds: HashSet<&PolicyId> = response.diagnostics().reason().collect();
         let mut first_failed: HashMap<usize, (usize, &str)> = HashMap::new();
         for (id, (rule, k, text)) in &policy.conjunct_of {
@@ -282,7 +329,6 @@ impl Engine {
         // then the ones about other categories (stable: source order within).
         not_applied.sort_by_key(|r| r.other_category);
         decision.rules_not_applied = not_applied;
-        Ok(())
     }
 
     /// Decides whether `subject` is recognized in `target` under `policy` at `at`.
@@ -307,6 +353,32 @@ impl Engine {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> Result<Decision, String> {
+        self.decide_maybe_explained(policy, subject, target, facts, at, false)
+    }
+
+    /// [`Engine::decide_in_force`] and then [`Engine::explain_not_applied`],
+    /// with one set of Cedar inputs for both: what a recorded or dry-run
+    /// decision needs.
+    pub fn decide_explained(
+        &self,
+        policy: Option<&CompiledPolicy>,
+        subject: &Subject,
+        target: &Target,
+        facts: &Facts,
+        at: DateTime<Utc>,
+    ) -> Result<Decision, String> {
+        self.decide_maybe_explained(policy, subject, target, facts, at, true)
+    }
+
+    fn decide_maybe_explained(
+        &self,
+        policy: Option<&CompiledPolicy>,
+        subject: &Subject,
+        target: &Target,
+        facts: &Facts,
+        at: DateTime<Utc>,
+        explain: bool,
+    ) -> Result<Decision, String> {
         if let Some(g) = guard_rail(subject, target, at) {
             return Ok(Decision::guard(g));
         }
@@ -316,8 +388,24 @@ impl Engine {
                 target.city
             )));
         };
-        let (forbids, permits, evaluation_errors) =
-            self.matching(policy, subject, target, facts, at)?;
+        let inputs = self.prepare(subject, target, facts, at)?;
+        let mut decision = self.decide_on(policy, subject, target, facts, &inputs);
+        if explain {
+            self.explain_with(policy, &mut decision, &inputs);
+        }
+        Ok(decision)
+    }
+
+    /// The decision under `policy` (no guard rail applies).
+    fn decide_on(
+        &self,
+        policy: &CompiledPolicy,
+        subject: &Subject,
+        target: &Target,
+        facts: &Facts,
+        inputs: &Prepared,
+    ) -> Decision {
+        let (forbids, permits, evaluation_errors) = self.matching(policy, inputs);
         let matched_rules: Vec<String> = forbids
             .iter()
             .chain(permits.iter())
@@ -331,18 +419,18 @@ impl Engine {
         };
         if let Some(&i) = forbids.first() {
             let r = &policy.rules[i];
-            return Ok(Decision {
+            return Decision {
                 outcome: r.outcome,
                 deciding_rules: vec![r.id.clone()],
                 reason: explain(r, format!("excluded by rule {} of {}", r.id, target.city)),
                 ..base
-            });
+            };
         }
         let Some(&i) = permits.first() else {
-            return Ok(Decision {
+            return Decision {
                 reason: format!("no rule of {} recognizes this qualification", target.city),
                 ..base
-            });
+            };
         };
         let r = &policy.rules[i];
         let level = subject.level;
@@ -358,7 +446,7 @@ impl Engine {
             }
             Outcome::Conditional => {
                 let cond = r.condition.clone().unwrap_or_default();
-                if self.condition_holds(r, subject, target, facts, at)? {
+                if self.condition_holds(r, inputs) {
                     Decision {
                         outcome: Outcome::Recognized,
                         mapped_level: Some(level),
@@ -384,9 +472,9 @@ impl Engine {
                 ..base
             },
         };
-        Ok(Decision {
+        Decision {
             deciding_rules: vec![r.id.clone()],
             ..d
-        })
+        }
     }
 }

@@ -527,3 +527,88 @@ fn rules_not_applied_lead_with_what_matters() {
             .any(|r| r.rule_id == "skills-same-level" && r.other_category)
     );
 }
+
+#[test]
+fn one_set_of_inputs_explains_exactly_as_deciding_then_explaining() {
+    let e = engine();
+    let now = Utc::now();
+    let sources = [
+        ("hefei", "Anhui"),
+        ("hangzhou", "Zhejiang"),
+        ("suzhou", "Jiangsu"),
+    ];
+    let fact_sets = [
+        Facts::default(),
+        Facts {
+            local_social_insurance_months: Some(6),
+            years_of_experience: Some(5),
+            ..Facts::default()
+        },
+    ];
+    let mut compared = 0;
+    for (city, _) in DEFAULT_POLICIES {
+        let p = policy(&e, city);
+        let t = target(city, "Shanghai");
+        for (source, province) in sources {
+            for category in [Category::ProfessionalTitle, Category::SkillLevel] {
+                for level in 1..=5 {
+                    for facts in &fact_sets {
+                        let s = Subject::synthetic(
+                            category,
+                            "engineering",
+                            level,
+                            source,
+                            province,
+                            now,
+                        );
+                        let mut apart = e.decide(&p, &s, &t, facts, now).unwrap();
+                        e.explain_not_applied(&p, &mut apart, &s, &t, facts, now)
+                            .unwrap();
+                        let together = e.decide_explained(Some(&p), &s, &t, facts, now).unwrap();
+                        assert_eq!(together, apart, "{city} {source} {category:?} {level}");
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(compared, DEFAULT_POLICIES.len() * 3 * 2 * 5 * 2);
+}
+
+#[test]
+fn datetimes_are_exact_to_the_second_and_their_table_is_bounded() {
+    let e = engine();
+    let src = "@id(\"until-2030\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action == G60::Action::\"recognize\", resource)\nwhen { resource has valid_until && resource.valid_until > context.decision_time };\n";
+    let p = e.compile(src, None).unwrap();
+    let t = target("songjiang", "Shanghai");
+    let until: chrono::DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+    let mut s = Subject::synthetic(
+        Category::ProfessionalTitle,
+        "engineering",
+        3,
+        "hefei",
+        "Anhui",
+        until - chrono::Duration::days(400),
+    );
+    s.window.until = Some(until);
+    let at = |secs_before: i64| until - chrono::Duration::seconds(secs_before);
+    let decide = |at| {
+        e.decide(&p, &s, &t, &Facts::default(), at)
+            .unwrap()
+            .matched_rules
+    };
+    // One second either side of the edge, each asked twice (the second
+    // time from the table).
+    for _ in 0..2 {
+        assert_eq!(decide(at(1)), ["until-2030"]);
+        assert!(decide(at(0)).is_empty(), "expired at the second");
+    }
+    // Many distinct decision times: the table never holds more than its
+    // capacity, and answers stay right after it is emptied.
+    for i in 0..(crate::eval::Datetimes::CAPACITY as i64 + 100) {
+        let _ = decide(at(i + 2));
+        assert!(e.datetimes.len() <= crate::eval::Datetimes::CAPACITY);
+    }
+    assert_eq!(decide(at(1)), ["until-2030"]);
+    assert!(decide(at(0)).is_empty());
+}

@@ -219,10 +219,19 @@ impl PolicyBook {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> AppResult<Decided> {
-        let decision = self
-            .engine
-            .decide_in_force(policy.map(|(_, p)| p.as_ref()), subject, target, facts, at)
-            .map_err(AppError::internal)?;
+        self.decided(policy, at, |p| {
+            self.engine.decide_in_force(p, subject, target, facts, at)
+        })
+    }
+
+    /// `decide` with `policy`'s compiled form, as a [`Decided`].
+    fn decided(
+        &self,
+        policy: Option<&InForce>,
+        at: DateTime<Utc>,
+        decide: impl FnOnce(Option<&CompiledPolicy>) -> Result<Decision, String>,
+    ) -> AppResult<Decided> {
+        let decision = decide(policy.map(|(_, p)| p.as_ref())).map_err(AppError::internal)?;
         // A guard rail decides before any policy is consulted.
         let consulted = policy.filter(|_| decision.guard_rail.is_none());
         Ok(Decided {
@@ -252,13 +261,9 @@ impl PolicyBook {
         facts: &Facts,
         at: DateTime<Utc>,
     ) -> AppResult<Decided> {
-        let mut d = self.decide_with(policy, subject, target, facts, at)?;
-        if let Some((_, p)) = policy {
-            self.engine
-                .explain_not_applied(p, &mut d.decision, subject, target, facts, at)
-                .map_err(AppError::internal)?;
-        }
-        Ok(d)
+        self.decided(policy, at, |p| {
+            self.engine.decide_explained(p, subject, target, facts, at)
+        })
     }
 }
 

@@ -69,7 +69,8 @@ pub fn sign_rate(public_url: &str, seconds: f64) -> anyhow::Result<f64> {
 }
 
 /// In-process decisions per second of a 副高级 title from Hefei into
-/// Songjiang (CONDITIONAL, explained in full, as EvaluateRecognition does).
+/// Songjiang (CONDITIONAL, explained in full by `Engine::decide_explained`, the call
+/// EvaluateRecognition makes).
 pub fn decide_rate(seconds: f64) -> anyhow::Result<f64> {
     let src = DEFAULT_POLICIES
         .iter()
@@ -96,11 +97,8 @@ pub fn decide_rate(seconds: f64) -> anyhow::Result<f64> {
         ..Facts::default()
     };
     in_process_rate(seconds, || {
-        let Ok(mut d) = engine.decide(&policy, &subject, &target, &facts, now) else {
-            return false;
-        };
         engine
-            .explain_not_applied(&policy, &mut d, &subject, &target, &facts, now)
+            .decide_explained(Some(&policy), &subject, &target, &facts, now)
             .is_ok()
     })
 }
