@@ -708,3 +708,91 @@ async fn bad_text_and_dates_are_the_clients_mistake() {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 }
+
+/// Regression: the RPC metrics layer labelled every series with the
+/// request's path as sent, so requests to made-up paths each added series
+/// (memory that is never freed) to the exporter. Only the served RPCs have
+/// their own labels now; the rest count as `unknown`.
+#[tokio::test]
+async fn made_up_paths_add_no_metric_series() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    assert!(corridor_server::metrics::handle().is_some());
+    let app = TestApp::spawn().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = app.state().clone();
+    tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
+    let scrape = || async move {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.unwrap();
+        body
+    };
+    let series = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with("corridor_grpc_"))
+            .count()
+    };
+    // One real call first, so the series a served RPC makes exist already.
+    let c = crate::support::issue(&app, "hangzhou", "paths-1").await;
+    let grpc = tonic::client::Grpc::new(app.raw_channel().await);
+    let probe = |path: String| {
+        let mut grpc = grpc.clone();
+        async move {
+            grpc.ready().await.expect("ready");
+            let path = http::uri::PathAndQuery::try_from(path).unwrap();
+            grpc.unary(tonic::Request::new(Vec::new()), path, Raw)
+                .await
+                .expect_err("no such RPC")
+                .code()
+        }
+    };
+    assert_eq!(
+        probe("/probe.Warmup/Call".into()).await,
+        tonic::Code::Unimplemented
+    );
+    let unknown = |body: &str| {
+        body.lines()
+            .find(|l| {
+                l.starts_with(
+                    "corridor_grpc_requests_total{service=\"unknown\",method=\"unknown\",code=\"Unimplemented\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let counted = |want: u64| async move {
+        let mut body = scrape().await;
+        for _ in 0..50 {
+            if unknown(&body) >= want {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            body = scrape().await;
+        }
+        body
+    };
+    let before = counted(1).await;
+    for i in 0..200 {
+        let path = match i % 2 {
+            0 => format!("/probe{i}.Service/Method{i}"),
+            _ => format!("/g60.talent.v1.CredentialService/Probe{i}"),
+        };
+        assert_eq!(probe(path).await, tonic::Code::Unimplemented);
+    }
+    // An answer is counted when its body is done with, just after the
+    // client has it: `counted` waits until all are.
+    let after = counted(unknown(&before) + 200).await;
+    assert!(!after.to_lowercase().contains("probe"), "{after}");
+    assert_eq!(series(&after), series(&before), "no new series:\n{after}");
+    assert_eq!(unknown(&after) - unknown(&before), 200, "{after}");
+    // The served RPCs are still counted under their own names.
+    assert!(crate::support::verify_token(&app, &c.token, "").await.valid);
+    assert!(scrape().await.contains(
+        "corridor_grpc_requests_total{service=\"g60.talent.v1.VerificationService\",method=\"VerifyCredential\",code=\"Ok\"}"
+    ));
+}

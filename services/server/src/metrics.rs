@@ -7,7 +7,9 @@
 //!   `grpc_request_duration_seconds{service,method}` (histogram), and
 //!   `grpc_requests_in_flight{service}`: every RPC, counted by its final
 //!   gRPC code (`RpcMetrics`, a tower layer, which also opens the RPC's
-//!   tracing span);
+//!   tracing span). Only the RPCs of the served descriptor sets get their
+//!   own labels; a request to any other path counts as `unknown`, so no
+//!   client can add series;
 //! - `db_pool_connections` and `db_pool_idle_connections`, sampled each
 //!   second, and `db_unavailable_total` (requests answered UNAVAILABLE for
 //!   want of the database);
@@ -18,6 +20,7 @@
 //! - `recognitions_total{source,target,outcome}`: recorded decisions by
 //!   city pair.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
@@ -25,6 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame};
+use metrics::{Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
@@ -99,11 +103,102 @@ pub struct RpcMetrics<S> {
     inner: S,
 }
 
-fn split_path(path: &str) -> (String, String) {
-    let mut parts = path.trim_start_matches('/').splitn(2, '/');
-    let service = parts.next().unwrap_or_default().to_owned();
-    let method = parts.next().unwrap_or_default().to_owned();
-    (service, method)
+/// The label values and the metric handles of one RPC. The handles are
+/// made on first use, after the recorder is installed (`handle`).
+#[derive(Debug)]
+struct Route {
+    service: String,
+    method: String,
+    in_flight: OnceLock<Gauge>,
+    duration: OnceLock<Histogram>,
+    /// By gRPC code, 0 (OK) to 16 (UNAUTHENTICATED).
+    codes: [OnceLock<Counter>; 17],
+}
+
+impl Route {
+    fn new(service: &str, method: &str) -> Self {
+        Self {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            in_flight: OnceLock::new(),
+            duration: OnceLock::new(),
+            codes: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    fn in_flight(&self) -> &Gauge {
+        self.in_flight.get_or_init(|| {
+            metrics::gauge!("corridor_grpc_requests_in_flight", "service" => self.service.clone())
+        })
+    }
+
+    fn done(&self, code: tonic::Code, started: Instant) {
+        let counter = self.codes[(code as usize).min(16)].get_or_init(|| {
+            metrics::counter!("corridor_grpc_requests_total", "service" => self.service.clone(), "method" => self.method.clone(), "code" => format!("{code:?}"))
+        });
+        counter.increment(1);
+        self.duration
+            .get_or_init(|| {
+                metrics::histogram!("corridor_grpc_request_duration_seconds", "service" => self.service.clone(), "method" => self.method.clone())
+            })
+            .record(started.elapsed().as_secs_f64());
+        self.in_flight().decrement(1.0);
+    }
+}
+
+/// Every RPC the server knows, by path (`/package.Service/Method`), read
+/// from the descriptor sets of the API, health and reflection. Any other
+/// path is counted (and traced) as service and method `unknown`: series
+/// are made only for names in this table, so requests to made-up paths
+/// cannot grow the exporter's memory.
+#[derive(Debug)]
+struct Routes {
+    by_path: HashMap<String, Route>,
+    unknown: Route,
+}
+
+impl Routes {
+    fn get(&self, path: &str) -> &Route {
+        self.by_path.get(path).unwrap_or(&self.unknown)
+    }
+}
+
+/// The service's RPCs (see [`Routes`]).
+fn routes() -> &'static Routes {
+    static ROUTES: OnceLock<Routes> = OnceLock::new();
+    ROUTES.get_or_init(|| {
+        use prost::Message;
+        let mut by_path = HashMap::new();
+        for set in [
+            corridor_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                tracing::error!(
+                    "a compiled-in descriptor set does not decode: its RPCs are counted as unknown"
+                );
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    let name = match file.package() {
+                        "" => service.name().to_owned(),
+                        p => format!("{p}.{}", service.name()),
+                    };
+                    for m in &service.method {
+                        by_path
+                            .insert(format!("/{name}/{}", m.name()), Route::new(&name, m.name()));
+                    }
+                }
+            }
+        }
+        Routes {
+            by_path,
+            unknown: Route::new("unknown", "unknown"),
+        }
+    })
 }
 
 impl<S, ReqB, ResB> tower::Service<http::Request<ReqB>> for RpcMetrics<S>
@@ -121,11 +216,10 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
-        let (service, method) = split_path(req.uri().path());
-        let span = tracing::info_span!("rpc", rpc.system = "grpc", rpc.service = %service, rpc.method = %method);
+        let route = routes().get(req.uri().path());
+        let span = tracing::info_span!("rpc", rpc.system = "grpc", rpc.service = %route.service, rpc.method = %route.method);
         let started = Instant::now();
-        metrics::gauge!("corridor_grpc_requests_in_flight", "service" => service.clone())
-            .increment(1.0);
+        route.in_flight().increment(1.0);
         let fut = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -134,16 +228,11 @@ where
             async move {
                 let res = fut.await?;
                 // A trailers-only answer carries its code in the headers.
-                let code = res
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
+                let code = res.headers().get("grpc-status").map(code_of);
                 Ok(res.map(|body| Counted {
                     body,
                     rpc: Some(Rpc {
-                        service,
-                        method,
+                        route,
                         started,
                         code,
                     }),
@@ -154,25 +243,24 @@ where
     }
 }
 
+/// The code of a `grpc-status` value (UNKNOWN if it is not one).
+fn code_of(v: &http::HeaderValue) -> tonic::Code {
+    v.to_str()
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+        .map_or(tonic::Code::Unknown, tonic::Code::from_i32)
+}
+
 struct Rpc {
-    service: String,
-    method: String,
+    route: &'static Route,
     started: Instant,
-    code: Option<String>,
+    code: Option<tonic::Code>,
 }
 
 impl Rpc {
-    fn done(self, trailer_code: Option<String>) {
-        let code = trailer_code.or(self.code).unwrap_or_else(|| "0".into());
-        let name = code
-            .parse::<i32>()
-            .map(|c| format!("{:?}", tonic::Code::from_i32(c)))
-            .unwrap_or(code);
-        metrics::counter!("corridor_grpc_requests_total", "service" => self.service.clone(), "method" => self.method.clone(), "code" => name).increment(1);
-        metrics::histogram!("corridor_grpc_request_duration_seconds", "service" => self.service.clone(), "method" => self.method)
-            .record(self.started.elapsed().as_secs_f64());
-        metrics::gauge!("corridor_grpc_requests_in_flight", "service" => self.service)
-            .decrement(1.0);
+    fn done(self, trailer_code: Option<tonic::Code>) {
+        let code = trailer_code.or(self.code).unwrap_or(tonic::Code::Ok);
+        self.route.done(code, self.started);
     }
 }
 
@@ -204,11 +292,7 @@ impl<B: Body + Unpin> Body for Counted<B> {
             && let Some(trailers) = frame.trailers_ref()
             && let Some(rpc) = self.rpc.take()
         {
-            let code = trailers
-                .get("grpc-status")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            rpc.done(code);
+            rpc.done(trailers.get("grpc-status").map(code_of));
         }
         polled
     }
@@ -219,5 +303,58 @@ impl<B: Body + Unpin> Body for Counted<B> {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routes;
+
+    #[test]
+    fn every_served_rpc_has_its_own_labels_and_nothing_else_does() {
+        for (path, service, method) in [
+            (
+                "/g60.talent.v1.VerificationService/VerifyCredential",
+                "g60.talent.v1.VerificationService",
+                "VerifyCredential",
+            ),
+            (
+                "/g60.talent.v1.CredentialService/BatchIssueCredentials",
+                "g60.talent.v1.CredentialService",
+                "BatchIssueCredentials",
+            ),
+            (
+                "/grpc.health.v1.Health/Check",
+                "grpc.health.v1.Health",
+                "Check",
+            ),
+            (
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                "grpc.reflection.v1.ServerReflection",
+                "ServerReflectionInfo",
+            ),
+            (
+                "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                "grpc.reflection.v1alpha.ServerReflection",
+                "ServerReflectionInfo",
+            ),
+        ] {
+            let r = routes().get(path);
+            assert_eq!((r.service.as_str(), r.method.as_str()), (service, method));
+        }
+        for path in [
+            "/g60.talent.v1.VerificationService/VerifyCredentialX",
+            "/g60.talent.v1.VerificationService",
+            "/made.Up/Call",
+            "",
+            "/",
+        ] {
+            let r = routes().get(path);
+            assert_eq!(
+                (r.service.as_str(), r.method.as_str()),
+                ("unknown", "unknown"),
+                "{path}"
+            );
+        }
     }
 }
