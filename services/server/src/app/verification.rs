@@ -3,11 +3,12 @@
 //! The rules are the domain's (`corridor_domain::vc::verify_token` for what
 //! the token alone says, `corridor_domain::verify::verify` for what the
 //! registry says); this use case looks up what they need. Speed by design:
-//! the issuer key comes from the in-memory keyring and the caller's token
-//! was validated once (`caller_cache`), so a verify makes one database round
-//! trip (the credential row) and one signature check; a `recognition_city`
-//! adds the recognition lookup. Its audit event goes to the background
-//! writer, off the request path.
+//! the issuer key comes from the in-memory keyring, the caller's token was
+//! validated once (`caller_cache`) and the registry record (live status,
+//! holder hash) comes from the status cache (`status_cache`), so a verify is
+//! one signature check and no database round trip unless the cache misses;
+//! a `recognition_city` adds the recognition lookup. Its audit event goes
+//! to the background writer, off the request path.
 
 use corridor_domain::authz;
 use corridor_domain::caller::Caller;
@@ -91,7 +92,8 @@ impl AppState {
             }
             None => vc::verify_token(&token, |_| None, now),
         };
-        // Verify by token: the one round trip happens here, for live status.
+        // Verify by token: the registry record (live status), from the
+        // status cache or, on a miss, the database.
         if record.is_none()
             && let Some(claims) = &checked.claims
         {
