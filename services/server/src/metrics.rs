@@ -93,6 +93,10 @@ pub struct RpcMetricsLayer;
 impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetrics<S>;
     fn layer(&self, inner: S) -> RpcMetrics<S> {
+        // The routes keep their metric handles for good: the recorder must
+        // be in place before the first RPC makes them, or they would stay
+        // no-ops (the exporter's memory is bounded by the route table).
+        let _ = handle();
         RpcMetrics { inner }
     }
 }
@@ -218,8 +222,14 @@ where
     fn call(&mut self, req: http::Request<ReqB>) -> Self::Future {
         let route = routes().get(req.uri().path());
         let span = tracing::info_span!("rpc", rpc.system = "grpc", rpc.service = %route.service, rpc.method = %route.method);
-        let started = Instant::now();
         route.in_flight().increment(1.0);
+        // Counted (and out of the in-flight gauge) however it ends: its
+        // answer's trailers, or dropped on the way (CANCELLED).
+        let mut rpc = Rpc {
+            route,
+            started: Instant::now(),
+            code: None,
+        };
         let fut = {
             let _entered = span.enter();
             self.inner.call(req)
@@ -228,14 +238,10 @@ where
             async move {
                 let res = fut.await?;
                 // A trailers-only answer carries its code in the headers.
-                let code = res.headers().get("grpc-status").map(code_of);
+                rpc.code = res.headers().get("grpc-status").map(code_of);
                 Ok(res.map(|body| Counted {
                     body,
-                    rpc: Some(Rpc {
-                        route,
-                        started,
-                        code,
-                    }),
+                    rpc: Some(rpc),
                 }))
             },
             span,
@@ -251,32 +257,27 @@ fn code_of(v: &http::HeaderValue) -> tonic::Code {
         .map_or(tonic::Code::Unknown, tonic::Code::from_i32)
 }
 
+/// One RPC, recorded when dropped: with its final code, or CANCELLED when
+/// it ended before one was known (the client went away, or the answer
+/// was dropped before its trailers).
 struct Rpc {
     route: &'static Route,
     started: Instant,
     code: Option<tonic::Code>,
 }
 
-impl Rpc {
-    fn done(self, trailer_code: Option<tonic::Code>) {
-        let code = trailer_code.or(self.code).unwrap_or(tonic::Code::Ok);
+impl Drop for Rpc {
+    fn drop(&mut self) {
+        let code = self.code.unwrap_or(tonic::Code::Cancelled);
         self.route.done(code, self.started);
     }
 }
 
 /// A response body that records its RPC when its trailers (the final
-/// status) go out, or when it is dropped.
+/// status) go out, or when it is dropped (see [`Rpc`]).
 pub struct Counted<B> {
     body: B,
     rpc: Option<Rpc>,
-}
-
-impl<B> Drop for Counted<B> {
-    fn drop(&mut self) {
-        if let Some(rpc) = self.rpc.take() {
-            rpc.done(None);
-        }
-    }
 }
 
 impl<B: Body + Unpin> Body for Counted<B> {
@@ -290,9 +291,10 @@ impl<B: Body + Unpin> Body for Counted<B> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
             && let Some(trailers) = frame.trailers_ref()
-            && let Some(rpc) = self.rpc.take()
+            && let Some(mut rpc) = self.rpc.take()
         {
-            rpc.done(trailers.get("grpc-status").map(code_of));
+            // Recorded here, as `rpc` is dropped, with the final code.
+            rpc.code = trailers.get("grpc-status").map(code_of).or(rpc.code);
         }
         polled
     }
@@ -341,6 +343,14 @@ mod tests {
         ] {
             let r = routes().get(path);
             assert_eq!((r.service.as_str(), r.method.as_str()), (service, method));
+        }
+        // Every service the server registers has its RPCs in the table.
+        for name in crate::server::SERVICES.iter().filter(|n| !n.is_empty()) {
+            let prefix = format!("/{name}/");
+            assert!(
+                routes().by_path.keys().any(|p| p.starts_with(&prefix)),
+                "{name} has no route"
+            );
         }
         for path in [
             "/g60.talent.v1.VerificationService/VerifyCredentialX",

@@ -151,7 +151,7 @@ pub async fn serve_with(
 
 /// Every service this server answers, by its gRPC name, and "" (the server
 /// as a whole) for health checks.
-const SERVICES: [&str; 7] = [
+pub(crate) const SERVICES: [&str; 7] = [
     "",
     <CityRegistryServiceServer<CityRegistry> as tonic::server::NamedService>::NAME,
     <CredentialServiceServer<Credentials> as tonic::server::NamedService>::NAME,
