@@ -23,8 +23,12 @@ use crate::types::{
 /// every call: three or four datetimes per decision cost more than the
 /// evaluation itself (a profile of EvaluateRecognition put 19 % of the
 /// server's time there). A decision's datetimes are the credential's own
-/// dates and the decision time to the second, so a small table hits nearly
-/// always. It is bounded: emptied when it reaches [`Datetimes::CAPACITY`].
+/// dates (issued, valid from, valid until) and the decision time to the
+/// second: the decision time hits the table for every decision within the
+/// same second, a credential's dates for every decision about it (or about
+/// credentials issued in the same second). A credential seen once misses on
+/// its own dates. The table is bounded: emptied when it reaches
+/// [`Datetimes::CAPACITY`].
 #[derive(Debug, Default)]
 pub(crate) struct Datetimes(Mutex<HashMap<i64, RestrictedExpression>>);
 
@@ -34,25 +38,32 @@ impl Datetimes {
 
     /// `t`, to the second, as a Cedar datetime.
     fn get(&self, t: DateTime<Utc>) -> RestrictedExpression {
+        // Floor seconds: the same second the RFC 3339 form below truncates to.
         let secs = t.timestamp();
-        if let Ok(kept) = self.0.lock()
-            && let Some(e) = kept.get(&secs)
-        {
+        if let Some(e) = self.kept().get(&secs) {
             return e.clone();
         }
         let e = RestrictedExpression::new_datetime(t.to_rfc3339_opts(SecondsFormat::Secs, true));
-        if let Ok(mut kept) = self.0.lock() {
-            if kept.len() >= Self::CAPACITY {
-                kept.clear();
-            }
-            kept.insert(secs, e.clone());
+        let mut kept = self.kept();
+        if kept.len() >= Self::CAPACITY {
+            kept.clear();
         }
+        kept.insert(secs, e.clone());
         e
+    }
+
+    /// The table. A panic elsewhere while it was held cannot leave it
+    /// half-written (each use is one map call), so a poisoned lock is
+    /// taken as is.
+    fn kept(&self) -> std::sync::MutexGuard<'_, HashMap<i64, RestrictedExpression>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.0.lock().map_or(0, |k| k.len())
+        self.kept().len()
     }
 }
 

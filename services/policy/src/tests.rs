@@ -573,42 +573,109 @@ fn one_set_of_inputs_explains_exactly_as_deciding_then_explaining() {
         }
     }
     assert_eq!(compared, DEFAULT_POLICIES.len() * 3 * 2 * 5 * 2);
-}
-
-#[test]
-fn datetimes_are_exact_to_the_second_and_their_table_is_bounded() {
-    let e = engine();
-    let src = "@id(\"until-2030\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action == G60::Action::\"recognize\", resource)\nwhen { resource has valid_until && resource.valid_until > context.decision_time };\n";
-    let p = e.compile(src, None).unwrap();
+    // Guard rails decide before any rule, with nothing to explain; no
+    // policy in force rejects, with nothing to explain.
+    let p = policy(&e, "songjiang");
     let t = target("songjiang", "Shanghai");
-    let until: chrono::DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
-    let mut s = Subject::synthetic(
+    let base = Subject::synthetic(
         Category::ProfessionalTitle,
         "engineering",
         3,
         "hefei",
         "Anhui",
-        until - chrono::Duration::days(400),
+        now,
     );
-    s.window.until = Some(until);
-    let at = |secs_before: i64| until - chrono::Duration::seconds(secs_before);
-    let decide = |at| {
-        e.decide(&p, &s, &t, &Facts::default(), at)
+    let mut revoked = base.clone();
+    revoked.status = Status::Revoked;
+    let mut suspended = base.clone();
+    suspended.status = Status::Suspended;
+    let mut expired = base.clone();
+    expired.window.from = now - chrono::Duration::days(10);
+    expired.window.until = Some(now - chrono::Duration::days(1));
+    let mut early = base.clone();
+    early.window.from = now + chrono::Duration::days(1);
+    let mut same_city = base.clone();
+    same_city.issuer_city = "songjiang".into();
+    for (s, rail) in [
+        (&revoked, GuardRail::Revoked),
+        (&suspended, GuardRail::Suspended),
+        (&expired, GuardRail::Expired),
+        (&early, GuardRail::NotYetValid),
+        (&same_city, GuardRail::SameCity),
+    ] {
+        let mut apart = e.decide(&p, s, &t, &Facts::default(), now).unwrap();
+        e.explain_not_applied(&p, &mut apart, s, &t, &Facts::default(), now)
+            .unwrap();
+        let together = e
+            .decide_explained(Some(&p), s, &t, &Facts::default(), now)
+            .unwrap();
+        assert_eq!(together, apart);
+        assert_eq!(together.guard_rail, Some(rail));
+        assert!(together.rules_not_applied.is_empty());
+    }
+    let none = e
+        .decide_explained(None, &base, &t, &Facts::default(), now)
+        .unwrap();
+    assert_eq!(
+        none,
+        e.decide_in_force(None, &base, &t, &Facts::default(), now)
             .unwrap()
-            .matched_rules
+    );
+    assert_eq!(none.outcome, Outcome::Rejected);
+    assert!(none.rules_not_applied.is_empty() && none.matched_rules.is_empty());
+}
+
+#[test]
+fn datetimes_are_exact_to_the_second_and_their_table_is_bounded() {
+    use chrono::{DateTime, Duration};
+    let e = engine();
+    // The edge is a literal in the rule, not a bound of the credential's
+    // window, so no guard rail decides before Cedar does.
+    let rule = |edge: &str| {
+        format!(
+            "@id(\"before-edge\")\n@outcome(\"RECOGNIZED\")\npermit (principal, action == G60::Action::\"recognize\", resource)\nwhen {{ context.decision_time < datetime(\"{edge}\") }};\n"
+        )
     };
-    // One second either side of the edge, each asked twice (the second
-    // time from the table).
-    for _ in 0..2 {
-        assert_eq!(decide(at(1)), ["until-2030"]);
-        assert!(decide(at(0)).is_empty(), "expired at the second");
+    let t = target("songjiang", "Shanghai");
+    let subject = |from: DateTime<Utc>| {
+        Subject::synthetic(
+            Category::ProfessionalTitle,
+            "engineering",
+            3,
+            "hefei",
+            "Anhui",
+            from,
+        )
+    };
+    let ms = Duration::milliseconds;
+    // Mid-minute edges: a table keyed more coarsely than the second would
+    // answer one side with the other side's value.
+    for edge in ["2030-01-01T00:00:30Z", "1969-12-31T23:59:29Z"] {
+        let p = e.compile(&rule(edge), None).unwrap();
+        let edge: DateTime<Utc> = edge.parse().unwrap();
+        let s = subject(edge - Duration::days(4000));
+        let matched = |at| {
+            !e.decide(&p, &s, &t, &Facts::default(), at)
+                .unwrap()
+                .matched_rules
+                .is_empty()
+        };
+        // Each asked twice: the second answer comes from the table.
+        for _ in 0..2 {
+            // Decision times are whole seconds, truncated (as the token's are).
+            assert!(matched(edge - ms(1000)), "{edge} - 1 s");
+            assert!(matched(edge - ms(500)), "{edge} - 0.5 s");
+            assert!(!matched(edge), "{edge}");
+            assert!(!matched(edge + ms(500)), "{edge} + 0.5 s");
+            assert!(!matched(edge + ms(1000)), "{edge} + 1 s");
+        }
+        // Many distinct decision times: the table never holds more than
+        // its capacity, and answers stay right after it is emptied.
+        for i in 0..(crate::eval::Datetimes::CAPACITY as i64 + 100) {
+            assert!(matched(edge - Duration::seconds(i + 1)));
+            assert!(e.datetimes.len() <= crate::eval::Datetimes::CAPACITY);
+        }
+        assert!(matched(edge - ms(500)));
+        assert!(!matched(edge + ms(500)));
     }
-    // Many distinct decision times: the table never holds more than its
-    // capacity, and answers stay right after it is emptied.
-    for i in 0..(crate::eval::Datetimes::CAPACITY as i64 + 100) {
-        let _ = decide(at(i + 2));
-        assert!(e.datetimes.len() <= crate::eval::Datetimes::CAPACITY);
-    }
-    assert_eq!(decide(at(1)), ["until-2030"]);
-    assert!(decide(at(0)).is_empty());
 }
