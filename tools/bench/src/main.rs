@@ -299,7 +299,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
     let decide = if need(&["R3"]) {
         let d = baselines::decide_rate(secs.min(3.0))?;
         table.baseline(
-            "in-process Engine::decide + explanation, same inputs, one thread".into(),
+            "in-process Engine::decide_explained (the decision and its explanation), same inputs, one thread".into(),
             d,
             "decisions/s",
         );
