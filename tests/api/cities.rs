@@ -278,13 +278,8 @@ async fn health_and_reflection() {
 /// recognitions by city pair, the database pool.
 #[tokio::test]
 async fn metrics_expose_the_named_series_after_a_walk() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::spawn().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = app.state().clone();
-    tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
-    assert!(corridor_server::metrics::handle().is_some());
+    let metrics = app.metrics().await;
     let c = issue(&app, "hefei", "metrics-1").await;
     assert!(verify_token(&app, &c.token, "").await.valid);
     corridor_proto::v1::recognition_service_client::RecognitionServiceClient::new(
@@ -308,12 +303,7 @@ async fn metrics_expose_the_named_series_after_a_walk() {
         .get_credential(tonic::Request::new(v1::GetCredentialRequest { id: c.id }))
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).await.unwrap();
+    let body = metrics.scrape().await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
     for series in [
         "corridor_grpc_requests_total{service=\"g60.talent.v1.CredentialService\",method=\"IssueCredential\",code=\"Ok\"}",

@@ -3,7 +3,7 @@
 
 use corridor_proto::v1;
 use corridor_proto::v1::policy_service_client::PolicyServiceClient;
-use corridor_tests::{TestApp, authed};
+use corridor_tests::{TestApp, authed, metric_value};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -715,22 +715,8 @@ async fn bad_text_and_dates_are_the_clients_mistake() {
 /// their own labels now; the rest count as `unknown`.
 #[tokio::test]
 async fn made_up_paths_add_no_metric_series() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    assert!(corridor_server::metrics::handle().is_some());
     let app = TestApp::spawn().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = app.state().clone();
-    tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
-    let scrape = || async move {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).await.unwrap();
-        body
-    };
+    let metrics = app.metrics().await;
     // The series of unknown paths (other tests in the same process only
     // ever add series of served RPCs).
     let series = |body: &str| {
@@ -757,28 +743,13 @@ async fn made_up_paths_add_no_metric_series() {
         tonic::Code::Unimplemented
     );
     let unknown = |body: &str| {
-        body.lines()
-            .find(|l| {
-                l.starts_with(
-                    "corridor_grpc_requests_total{service=\"unknown\",method=\"unknown\",code=\"Unimplemented\"}",
-                )
-            })
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
+        metric_value(
+            body,
+            "corridor_grpc_requests_total{service=\"unknown\",method=\"unknown\",code=\"Unimplemented\"}",
+        )
+        .unwrap_or(0.0)
     };
-    let counted = |want: u64| async move {
-        let mut body = scrape().await;
-        for _ in 0..50 {
-            if unknown(&body) >= want {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-            body = scrape().await;
-        }
-        body
-    };
-    let before = counted(1).await;
+    let before = metrics.scrape_until(|b| unknown(b) >= 1.0).await;
     for i in 0..200 {
         let path = match i % 2 {
             0 => format!("/probe{i}.Service/Method{i}"),
@@ -787,14 +758,16 @@ async fn made_up_paths_add_no_metric_series() {
         assert_eq!(probe(path).await, tonic::Code::Unimplemented);
     }
     // An answer is counted when its body is done with, just after the
-    // client has it: `counted` waits until all are.
-    let after = counted(unknown(&before) + 200).await;
+    // client has it: wait until all are.
+    let after = metrics
+        .scrape_until(|b| unknown(b) >= unknown(&before) + 200.0)
+        .await;
     assert!(!after.to_lowercase().contains("probe"), "{after}");
     assert_eq!(series(&after), series(&before), "no new series:\n{after}");
-    assert!(unknown(&after) - unknown(&before) >= 200, "{after}");
+    assert!(unknown(&after) - unknown(&before) >= 200.0, "{after}");
     // The served RPCs are still counted under their own names.
     assert!(crate::support::verify_token(&app, &c.token, "").await.valid);
-    assert!(scrape().await.contains(
+    assert!(metrics.scrape().await.contains(
         "corridor_grpc_requests_total{service=\"g60.talent.v1.VerificationService\",method=\"VerifyCredential\",code=\"Ok\"}"
     ));
 }
@@ -803,28 +776,8 @@ async fn made_up_paths_add_no_metric_series() {
 /// counted OK) and leaves the in-flight gauge where it was.
 #[tokio::test]
 async fn an_abandoned_stream_counts_as_cancelled_and_is_no_longer_in_flight() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    assert!(corridor_server::metrics::handle().is_some());
     let app = TestApp::spawn().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let state = app.state().clone();
-    tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
-    let scrape = || async move {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut body = String::new();
-        s.read_to_string(&mut body).await.unwrap();
-        body
-    };
-    let value = |body: &str, series: &str| {
-        body.lines()
-            .find(|l| l.starts_with(series))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<f64>().ok())
-    };
+    let metrics = app.metrics().await;
     let auditor = app.token("auditor-1", None, &["auditor"]);
     let stream =
         corridor_proto::v1::audit_service_client::AuditServiceClient::new(app.raw_channel().await)
@@ -834,18 +787,13 @@ async fn an_abandoned_stream_counts_as_cancelled_and_is_no_longer_in_flight() {
             .into_inner();
     let in_flight = "corridor_grpc_requests_in_flight{service=\"g60.talent.v1.AuditService\"}";
     let cancelled = "corridor_grpc_requests_total{service=\"g60.talent.v1.AuditService\",method=\"WatchEvents\",code=\"Cancelled\"}";
-    assert_eq!(value(&scrape().await, in_flight), Some(1.0));
+    assert_eq!(metric_value(&metrics.scrape().await, in_flight), Some(1.0));
     drop(stream);
-    let mut body = scrape().await;
-    for _ in 0..50 {
-        if value(&body, cancelled).is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-        body = scrape().await;
-    }
-    assert_eq!(value(&body, cancelled), Some(1.0), "{body}");
-    assert_eq!(value(&body, in_flight), Some(0.0), "{body}");
+    let body = metrics
+        .scrape_until(|b| metric_value(b, cancelled).is_some())
+        .await;
+    assert_eq!(metric_value(&body, cancelled), Some(1.0), "{body}");
+    assert_eq!(metric_value(&body, in_flight), Some(0.0), "{body}");
     assert!(
         !body.contains("method=\"WatchEvents\",code=\"Ok\""),
         "{body}"

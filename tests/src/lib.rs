@@ -394,6 +394,17 @@ impl TestApp {
         VerificationServiceClient::new(self.channel().await)
     }
 
+    /// Serves this server's Prometheus metrics (`metrics_listen`) on a
+    /// port of its own, the recorder installed first.
+    pub async fn metrics(&self) -> Metrics {
+        assert!(corridor_server::metrics::handle().is_some());
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let state = self.state().clone();
+        tokio::spawn(async move { corridor_server::metrics::serve(listener, state).await });
+        Metrics { addr }
+    }
+
     pub async fn raw_channel(&self) -> Channel {
         self.channel().await
     }
@@ -529,4 +540,48 @@ pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
         .get_details_bad_request()
         .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
         .unwrap_or_default()
+}
+
+/// A metrics endpoint under test (see [`TestApp::metrics`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Metrics {
+    addr: SocketAddr,
+}
+
+impl Metrics {
+    /// `GET /metrics`: the whole HTTP answer.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut body = String::new();
+        s.read_to_string(&mut body).await.expect("read");
+        body
+    }
+
+    /// Scrapes until `done` holds (an RPC is counted just after its client
+    /// has the answer), 2 s at most; the last scrape either way.
+    pub async fn scrape_until(&self, done: impl Fn(&str) -> bool) -> String {
+        let mut body = self.scrape().await;
+        for _ in 0..50 {
+            if done(&body) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+            body = self.scrape().await;
+        }
+        body
+    }
+}
+
+/// The value of the first sample line of `body` that starts with `series`.
+pub fn metric_value(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
 }
