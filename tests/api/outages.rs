@@ -209,3 +209,48 @@ async fn a_call_held_past_the_request_timeout_is_deadline_exceeded() {
         .into_inner();
     assert!(revoked.credential.is_some());
 }
+
+/// Regression (issue 7): the pool pinged every connection it handed out,
+/// one more round trip to the database before every statement. A
+/// connection in steady use now goes out without a ping; one that sat idle
+/// for `PING_IF_IDLE_FOR` is still pinged first, so that a connection the
+/// database dropped meanwhile is replaced rather than failing a call.
+///
+/// Counted as sends through a proxy: a statement is one, and sqlx 0.9
+/// also pings each connection as it goes back to the pool (one more, off
+/// the caller's path), so two per statement now, three with the old ping.
+#[tokio::test]
+async fn a_pooled_connection_in_use_is_not_pinged_before_each_statement() {
+    let app = TestApp::spawn().await;
+    let target = corridor_tests::host_port(&app.database_url(None)).expect("a host:port URL");
+    let proxy = corridor_tests::proxy::Proxy::start(target).await;
+    let pool = corridor_server::store::connect(
+        &app.database_url(Some(proxy.addr)),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    pool.execute_unprepared("SELECT 1").await.unwrap();
+
+    let before = proxy.client_sends();
+    let statements = 200;
+    for _ in 0..statements {
+        pool.execute_unprepared("SELECT 1").await.unwrap();
+    }
+    let sends = proxy.client_sends() - before;
+    assert!(
+        sends >= statements && sends < statements * 5 / 2,
+        "{sends} sends for {statements} statements"
+    );
+
+    tokio::time::sleep(corridor_server::store::PING_IF_IDLE_FOR + Duration::from_millis(200)).await;
+    let before = proxy.client_sends();
+    pool.execute_unprepared("SELECT 1").await.unwrap();
+    // Its ping on release has certainly gone out by then.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sends = proxy.client_sends() - before;
+    assert!(
+        sends >= 3,
+        "an idle connection went out without a ping: {sends} send(s) with the statement and its release"
+    );
+}

@@ -50,16 +50,27 @@ pub(crate) fn corrupt(what: String) -> DbErr {
     DbErr::Custom(format!("corrupt row: {what}"))
 }
 
+/// How long a pooled connection may sit idle and still be used without a
+/// ping first.
+pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// Opens a connection pool. SQLite (the zero-setup dev database) gets a
 /// single connection: SQLite serializes writers anyway, and one connection
 /// avoids `database is locked` errors under concurrent requests. A request
 /// waits at most `acquire_timeout` for a connection (well under the request
 /// timeout, so that a client gets UNAVAILABLE, not DEADLINE_EXCEEDED).
+///
+/// A pooled connection is pinged before use only once it has sat idle for
+/// `PING_IF_IDLE_FOR`: the pool's default, a ping on every checkout, cost
+/// each database-backed call one more round trip (issue 7). A connection
+/// that dies while in use fails its statement with UNAVAILABLE, and the pool
+/// replaces it.
 pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(acquire_timeout)
-        .acquire_timeout(acquire_timeout);
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {
