@@ -1396,3 +1396,114 @@ async fn simulation_replays_recorded_facts_and_counts_missing_ones() {
     assert_eq!(resp.decisions_missing_facts, 1);
     let _ = unrecorded;
 }
+
+/// Recognitions of one credential, many at once, with its revocation in
+/// the middle: every recognition ends void, or was decided after the
+/// revocation and rejected by the guard rail; none is left standing. And
+/// the revocation is not held off by the stream: each task sees it
+/// acknowledged while it still recognizes (a recognition locks the
+/// credential row `FOR UPDATE`, which Postgres queues in order with the
+/// revocation's lock).
+#[tokio::test]
+async fn no_recognition_outlives_a_revocation_made_while_others_are_decided() {
+    let app = TestApp::spawn().await;
+    let cred = issue_q(
+        &app,
+        "hefei",
+        "c1",
+        q(Cat::ProfessionalTitle, "engineering", 3),
+    )
+    .await;
+    let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (app_url, cred_id, revoked) = (app.url(), cred.id.clone(), revoked.clone());
+        let token = recognizer(&app, "songjiang");
+        tasks.push(tokio::spawn(async move {
+            let mut c = RecognitionServiceClient::connect(app_url).await.unwrap();
+            let mut ids = Vec::new();
+            // Until a few have been decided after the revocation was acknowledged.
+            let mut after = 0;
+            for i in 0..2000 {
+                let was_revoked = revoked.load(std::sync::atomic::Ordering::SeqCst);
+                let r = c
+                    .request_recognition(authed(
+                        v1::RequestRecognitionRequest {
+                            request_id: format!("r-{t}-{i}"),
+                            credential_id: cred_id.clone(),
+                            target_city: "songjiang".into(),
+                            facts: Some(F::default().api()),
+                        },
+                        &token,
+                    ))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .recognition
+                    .unwrap();
+                if was_revoked {
+                    // Started after the acknowledgement: rejected.
+                    assert_eq!(
+                        r.explanation.as_ref().unwrap().deciding_rules,
+                        ["guard:revoked"]
+                    );
+                    after += 1;
+                    if after == 3 {
+                        break;
+                    }
+                }
+                ids.push(r.id);
+            }
+            assert_eq!(
+                after, 3,
+                "task {t}: the revocation was acknowledged only after its stream of recognitions ended"
+            );
+            ids
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.credentials()
+        .await
+        .revoke_credential(authed(
+            v1::RevokeCredentialRequest {
+                request_id: "v".into(),
+                id: cred.id.clone(),
+                reason: "fraud".into(),
+            },
+            &app.issuer("hefei"),
+        ))
+        .await
+        .unwrap();
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let auditor = app.token("aud", None, &["auditor"]);
+    let mut c = rec(&app).await;
+    let (mut void, mut rejected) = (0, 0);
+    for id in &ids {
+        let r = c
+            .get_recognition(authed(
+                v1::GetRecognitionRequest { id: id.clone() },
+                &auditor,
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .recognition
+            .unwrap();
+        if r.status == v1::RecognitionStatus::Void as i32 {
+            void += 1;
+        } else {
+            assert_eq!(
+                r.explanation.as_ref().unwrap().deciding_rules,
+                ["guard:revoked"],
+                "recognition {id} outlived the revocation: {r:?}"
+            );
+            rejected += 1;
+        }
+    }
+    assert!(void > 0, "no recognition was decided before the revocation");
+    assert_eq!(void + rejected, ids.len());
+}

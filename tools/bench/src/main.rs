@@ -570,34 +570,63 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         );
     }
     if ctx.wants("recognition") {
-        // Recorded recognitions, for information.
-        let m = load::drive(secs, n, {
-            let ctx = ctx.clone();
-            let id = hefei_title.id.clone();
-            move |t, _| {
-                let mut c = RecognitionServiceClient::new(ctx.channel(t));
-                let req = authed(
-                    v1::RequestRecognitionRequest {
-                        request_id: format!("rec-{}", ctx.next()),
-                        credential_id: id.clone(),
-                        target_city: "songjiang".into(),
-                        facts: None,
-                    },
-                    &ctx.recognizer,
-                );
-                async move {
-                    c.request_recognition(req.map_err(|e| tonic::Status::internal(e.to_string()))?)
+        // Recorded recognitions, for information: first of one credential
+        // each per task (many holders, the usual case), then all of one
+        // credential. A recognition locks its source credential's row until
+        // it commits (so that a revocation's cascade sees it, and a
+        // revocation is never starved), so the second row shows how fast
+        // one credential's recognitions follow each other.
+        let mut titles = Vec::with_capacity(n);
+        for t in 0..n {
+            let first17 = format!("340104199002{:05}", 2000 + t);
+            let c = ctx
+                .issue(
+                    "hefei",
+                    v1::QualificationCategory::ProfessionalTitle,
+                    "engineering",
+                    4,
+                    &national_id(&first17)?,
+                )
+                .await?;
+            titles.push(c.id);
+        }
+        let rows = [
+            (
+                format!("RequestRecognition, {n} in flight, {n} credentials"),
+                titles,
+            ),
+            (
+                format!("RequestRecognition, {n} in flight, 1 credential"),
+                vec![hefei_title.id.clone()],
+            ),
+        ];
+        for (what, ids) in rows {
+            let m = load::drive(secs, n, {
+                let ctx = ctx.clone();
+                let ids = std::sync::Arc::new(ids);
+                move |t, _| {
+                    let mut c = RecognitionServiceClient::new(ctx.channel(t));
+                    let req = authed(
+                        v1::RequestRecognitionRequest {
+                            request_id: format!("rec-{}", ctx.next()),
+                            credential_id: ids[t % ids.len()].clone(),
+                            target_city: "songjiang".into(),
+                            facts: None,
+                        },
+                        &ctx.recognizer,
+                    );
+                    async move {
+                        c.request_recognition(
+                            req.map_err(|e| tonic::Status::internal(e.to_string()))?,
+                        )
                         .await
                         .map(|_| ())
+                    }
                 }
-            }
-        })
-        .await?;
-        table.row(Row::new(
-            "",
-            format!("RequestRecognition, {n} in flight"),
-            m,
-        ));
+            })
+            .await?;
+            table.row(Row::new("", what, m));
+        }
     }
     if ctx.wants("R4") {
         // R4: revoke on one replica, verify on another.
