@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use corridor_proto::v1;
+use corridor_server::store::audit::NewEvent;
 use corridor_tests::{TestApp, authed};
 use sea_orm::ConnectionTrait;
 use tonic::Code;
@@ -252,5 +253,96 @@ async fn a_pooled_connection_in_use_is_not_pinged_before_each_statement() {
     assert!(
         sends >= 3,
         "an idle connection went out without a ping: {sends} send(s) with the statement and its release"
+    );
+}
+
+/// Regression (issue 7): sqlx 0.9.0 opens its Postgres sockets without
+/// `TCP_NODELAY`, so a message that leaves in more than one write waited
+/// for the database's delayed ACK, about 40 ms: each audit `COPY` (its
+/// data, then CopyDone) took 45 ms under `strace`. sqlx-core is patched
+/// (vendor/README.md); this fails without the patch.
+#[tokio::test]
+async fn database_writes_in_several_parts_do_not_wait_for_a_delayed_ack() {
+    let app = TestApp::spawn().await;
+    let pool = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let events: Vec<NewEvent> = (0..50).map(|i| event("nagle-check", i)).collect();
+    let mut took = Vec::new();
+    for _ in 0..11 {
+        let started = Instant::now();
+        corridor_server::store::audit::copy_many(&pool, &events)
+            .await
+            .unwrap();
+        took.push(started.elapsed());
+    }
+    took.sort();
+    // A stall is 40 ms or more; a copy of 50 rows takes a few.
+    assert!(took[5] < Duration::from_millis(10), "{took:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE actor = 'nagle-check'")
+            .await,
+        550
+    );
+}
+
+/// A verification audit event by `actor`.
+fn event(actor: &str, i: usize) -> NewEvent {
+    NewEvent {
+        actor: actor.into(),
+        actor_city: Some("hangzhou".into()),
+        action: "credential.verified",
+        subject_type: "credential",
+        subject_id: format!("subject-{i}"),
+        detail: serde_json::json!({ "padding": "x".repeat(200) }),
+        occurred_at: chrono::Utc::now(),
+        city: Some("hangzhou".into()),
+        other_city: None,
+    }
+}
+
+/// The audit writer fills a batch for up to `LINGER` before writing it.
+/// Without that wait, once a `COPY` no longer stalled 40 ms, events
+/// arriving one at a time under load were written one batch each (a
+/// commit per verify: 1,317 commits/s under R1 against 202 with it).
+/// Events come here one per millisecond; counted through a proxy, each
+/// batch is four sends (the COPY, its data, CopyDone, the release ping).
+#[tokio::test]
+async fn the_audit_writer_gathers_events_that_arrive_one_at_a_time() {
+    use corridor_server::store::audit::{AuditWriter, LINGER};
+    let app = TestApp::spawn().await;
+    let target = corridor_tests::host_port(&app.database_url(None)).expect("a host:port URL");
+    let proxy = corridor_tests::proxy::Proxy::start(target).await;
+    let pool = corridor_server::store::connect(
+        &app.database_url(Some(proxy.addr)),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let (writer, done) = AuditWriter::spawn(pool);
+    let before = proxy.client_sends();
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let events = 200;
+    for i in 0..events {
+        tick.tick().await;
+        writer.record(event("linger-check", i)).await;
+    }
+    let took = started.elapsed();
+    drop(writer);
+    done.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let batches = (proxy.client_sends() - before) / 4;
+    // One batch per LINGER at most, plus the last; without the wait, about
+    // one per event.
+    let most = (took.as_millis() / LINGER.as_millis()) as u64 + 5;
+    assert!(
+        batches <= most && most < events as u64,
+        "{batches} batches for {events} events over {took:?} (at most {most})"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_events WHERE actor = 'linger-check'")
+            .await,
+        events as i64
     );
 }
