@@ -1,6 +1,8 @@
 //! Database outages (hardening issue, item 7), each test on a server whose
 //! database connections go through a proxy the test cuts and restores, so
-//! the shared Postgres stays up for every other test.
+//! the shared Postgres stays up for every other test; and how the server
+//! talks to its database (performance issue): no ping before each
+//! statement, no wait for a delayed ACK, audit events gathered in batches.
 
 use std::time::{Duration, Instant};
 
@@ -211,7 +213,7 @@ async fn a_call_held_past_the_request_timeout_is_deadline_exceeded() {
     assert!(revoked.credential.is_some());
 }
 
-/// Regression (issue 7): the pool pinged every connection it handed out,
+/// Regression (performance issue): the pool pinged every connection it handed out,
 /// one more round trip to the database before every statement. A
 /// connection in steady use now goes out without a ping; one that sat idle
 /// for `PING_IF_IDLE_FOR` is still pinged first, so that a connection the
@@ -256,7 +258,7 @@ async fn a_pooled_connection_in_use_is_not_pinged_before_each_statement() {
     );
 }
 
-/// Regression (issue 7): sqlx 0.9.0 opens its Postgres sockets without
+/// Regression (performance issue): sqlx 0.9.0 opens its Postgres sockets without
 /// `TCP_NODELAY`, so a message that leaves in more than one write waited
 /// for the database's delayed ACK, about 40 ms: each audit `COPY` (its
 /// data, then CopyDone) took 45 ms under `strace`. sqlx-core is patched
@@ -277,8 +279,9 @@ async fn database_writes_in_several_parts_do_not_wait_for_a_delayed_ack() {
         took.push(started.elapsed());
     }
     took.sort();
-    // A stall is 40 ms or more; a copy of 50 rows takes a few.
-    assert!(took[5] < Duration::from_millis(10), "{took:?}");
+    // A stall is 40 ms or more; a copy of 50 rows and its durable commit
+    // take a few, on a busy machine more, hence the margin.
+    assert!(took[5] < Duration::from_millis(25), "{took:?}");
     assert_eq!(
         app.count("SELECT count(*) FROM audit_events WHERE actor = 'nagle-check'")
             .await,
@@ -303,24 +306,18 @@ fn event(actor: &str, i: usize) -> NewEvent {
 
 /// The audit writer fills a batch for up to `LINGER` before writing it.
 /// Without that wait, once a `COPY` no longer stalled 40 ms, events
-/// arriving one at a time under load were written one batch each (a
-/// commit per verify: 1,317 commits/s under R1 against 202 with it).
-/// Events come here one per millisecond; counted through a proxy, each
-/// batch is four sends (the COPY, its data, CopyDone, the release ping).
+/// arriving one at a time under load were written a batch for every few
+/// (1,317 commits/s under R1 against 202 with it). Events come here one
+/// per millisecond; each batch is one `COPY`, one transaction, so the
+/// distinct `xmin`s of the rows count the batches.
 #[tokio::test]
 async fn the_audit_writer_gathers_events_that_arrive_one_at_a_time() {
     use corridor_server::store::audit::{AuditWriter, LINGER};
     let app = TestApp::spawn().await;
-    let target = corridor_tests::host_port(&app.database_url(None)).expect("a host:port URL");
-    let proxy = corridor_tests::proxy::Proxy::start(target).await;
-    let pool = corridor_server::store::connect(
-        &app.database_url(Some(proxy.addr)),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let pool = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
+        .await
+        .unwrap();
     let (writer, done) = AuditWriter::spawn(pool);
-    let before = proxy.client_sends();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let events = 200;
@@ -331,18 +328,37 @@ async fn the_audit_writer_gathers_events_that_arrive_one_at_a_time() {
     let took = started.elapsed();
     drop(writer);
     done.await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let batches = (proxy.client_sends() - before) / 4;
-    // One batch per LINGER at most, plus the last; without the wait, about
-    // one per event.
-    let most = (took.as_millis() / LINGER.as_millis()) as u64 + 5;
-    assert!(
-        batches <= most && most < events as u64,
-        "{batches} batches for {events} events over {took:?} (at most {most})"
-    );
     assert_eq!(
         app.count("SELECT count(*) FROM audit_events WHERE actor = 'linger-check'")
             .await,
         events as i64
+    );
+    let batches = app
+        .count("SELECT count(DISTINCT xmin::text) FROM audit_events WHERE actor = 'linger-check'")
+        .await;
+    // About one batch per LINGER (ten events here); without the wait,
+    // about one per event (185 for 200 when it was taken out). A quarter
+    // of the events is far from both.
+    let most = events as i64 / 4;
+    assert!(
+        batches <= most,
+        "{batches} batches for {events} events over {took:?} with a {LINGER:?} wait (at most {most})"
+    );
+}
+
+/// The sqlx-core built is the patched copy in vendor/: were a sqlx update
+/// to leave `[patch.crates-io]` unused, cargo would only warn, and the
+/// sockets would lose `TCP_NODELAY` again.
+#[test]
+fn the_vendored_sqlx_core_is_the_one_built() {
+    let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+        .expect("the workspace's Cargo.lock");
+    let entry = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"sqlx-core\"\n"))
+        .expect("sqlx-core in Cargo.lock");
+    assert!(
+        !entry.contains("source = "),
+        "sqlx-core comes from a registry, not vendor/sqlx-core: {entry}"
     );
 }

@@ -1415,9 +1415,11 @@ async fn no_recognition_outlives_a_revocation_made_while_others_are_decided() {
     )
     .await;
     let revoked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let decided = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for t in 0..8 {
-        let (app_url, cred_id, revoked) = (app.url(), cred.id.clone(), revoked.clone());
+        let (app_url, cred_id, revoked, decided) =
+            (app.url(), cred.id.clone(), revoked.clone(), decided.clone());
         let token = recognizer(&app, "songjiang");
         tasks.push(tokio::spawn(async move {
             let mut c = RecognitionServiceClient::connect(app_url).await.unwrap();
@@ -1452,6 +1454,7 @@ async fn no_recognition_outlives_a_revocation_made_while_others_are_decided() {
                         break;
                     }
                 }
+                decided.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 ids.push(r.id);
             }
             assert_eq!(
@@ -1461,7 +1464,15 @@ async fn no_recognition_outlives_a_revocation_made_while_others_are_decided() {
             ids
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Revoked once the stream is under way.
+    let waited = std::time::Instant::now();
+    while decided.load(std::sync::atomic::Ordering::SeqCst) < 16 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(30),
+            "the recognitions did not get going"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     app.credentials()
         .await
         .revoke_credential(authed(

@@ -40,6 +40,9 @@ impl Proxy {
                     let Ok(server) = TcpStream::connect(target).await else {
                         return;
                     };
+                    // Forwarded as they come, like a direct connection.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     tokio::select! {

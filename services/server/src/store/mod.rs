@@ -62,9 +62,11 @@ pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 ///
 /// A pooled connection is pinged before use only once it has sat idle for
 /// `PING_IF_IDLE_FOR`: the pool's default, a ping on every checkout, cost
-/// each database-backed call one more round trip (issue 7). A connection
-/// that dies while in use fails its statement with UNAVAILABLE, and the pool
-/// replaces it.
+/// each database-backed call one more round trip (performance issue). So
+/// a connection that died less than that after its last use (a database
+/// restart or failover under load) fails its next statement with
+/// UNAVAILABLE, once per pooled connection (at most 20), and the pool
+/// replaces it; clients retry UNAVAILABLE.
 pub async fn connect(url: &str, acquire_timeout: Duration) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
