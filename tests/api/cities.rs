@@ -302,6 +302,17 @@ async fn metrics_expose_the_named_series_after_a_walk() {
         .await
         .get_credential(tonic::Request::new(v1::GetCredentialRequest { id: c.id }))
         .await;
+    // The status cache answers (and counts a lookup) only while its lease
+    // is fresh, renewed by probes every 100 ms that a loaded machine can
+    // hold up past the 1 s lease: verify again until a lookup is counted.
+    let status = "corridor_cache_lookups_total{cache=\"status\"";
+    let started = std::time::Instant::now();
+    while !metrics.scrape().await.contains(status)
+        && started.elapsed() < std::time::Duration::from_secs(30)
+    {
+        assert!(verify_token(&app, &c.token, "").await.valid);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     let body = metrics.scrape().await;
     assert!(body.starts_with("HTTP/1.1 200"), "{body}");
