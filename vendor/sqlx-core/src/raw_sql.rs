@@ -87,7 +87,7 @@ pub struct RawSql(SqlStr);
 ///
 /// ```rust,no_run
 /// # async fn example() -> sqlx::Result<()> {
-/// let mut conn: sqlx::PgConnection = todo!("e.g. PgConnection::connect(<DATABASE URL>)");
+/// let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect("postgres://localhost/example").await?;
 ///
 /// sqlx::raw_sql(
 ///     // Imagine we're moving data from one table to another:
