@@ -76,9 +76,7 @@ async fn a_query_cut_by_the_database_is_unavailable_not_internal() {
     let app = TestApp::spawn().await;
     let c = crate::support::issue(&app, "hangzhou", "cut-1").await;
     // Hold the credential's row lock so that the revocation waits in Postgres.
-    let holder = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(2))
-        .await
-        .unwrap();
+    let holder = pool(&app.database_url(None)).await;
     use sea_orm::TransactionTrait;
     let txn = holder.begin().await.unwrap();
     txn.execute_unprepared(&format!(
@@ -169,9 +167,7 @@ async fn startup_waits_for_the_database_and_names_it() {
 async fn a_call_held_past_the_request_timeout_is_deadline_exceeded() {
     let app = TestApp::spawn_with(|s| s.limits.request_timeout_ms = 500).await;
     let c = crate::support::issue(&app, "hangzhou", "slow-1").await;
-    let holder = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(2))
-        .await
-        .unwrap();
+    let holder = pool(&app.database_url(None)).await;
     use sea_orm::TransactionTrait;
     let txn = holder.begin().await.unwrap();
     txn.execute_unprepared(&format!(
@@ -227,12 +223,7 @@ async fn a_pooled_connection_in_use_is_not_pinged_before_each_statement() {
     let app = TestApp::spawn().await;
     let target = corridor_tests::host_port(&app.database_url(None)).expect("a host:port URL");
     let proxy = corridor_tests::proxy::Proxy::start(target).await;
-    let pool = corridor_server::store::connect(
-        &app.database_url(Some(proxy.addr)),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let pool = pool(&app.database_url(Some(proxy.addr))).await;
     pool.execute_unprepared("SELECT 1").await.unwrap();
 
     let before = proxy.client_sends();
@@ -266,9 +257,7 @@ async fn a_pooled_connection_in_use_is_not_pinged_before_each_statement() {
 #[tokio::test]
 async fn database_writes_in_several_parts_do_not_wait_for_a_delayed_ack() {
     let app = TestApp::spawn().await;
-    let pool = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let pool = pool(&app.database_url(None)).await;
     let events: Vec<NewEvent> = (0..50).map(|i| event("nagle-check", i)).collect();
     let mut took = Vec::new();
     for _ in 0..11 {
@@ -287,6 +276,13 @@ async fn database_writes_in_several_parts_do_not_wait_for_a_delayed_ack() {
             .await,
         550
     );
+}
+
+/// A pool of the server's own kind (`store::connect`) on `url`.
+async fn pool(url: &str) -> sea_orm::DatabaseConnection {
+    corridor_server::store::connect(url, Duration::from_secs(5))
+        .await
+        .unwrap()
 }
 
 /// A verification audit event by `actor`.
@@ -314,9 +310,7 @@ fn event(actor: &str, i: usize) -> NewEvent {
 async fn the_audit_writer_gathers_events_that_arrive_one_at_a_time() {
     use corridor_server::store::audit::{AuditWriter, LINGER};
     let app = TestApp::spawn().await;
-    let pool = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
-        .await
-        .unwrap();
+    let pool = pool(&app.database_url(None)).await;
     let (writer, done) = AuditWriter::spawn(pool);
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(1));
