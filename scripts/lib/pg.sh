@@ -3,7 +3,7 @@
 #
 # Which Postgres: $DATABASE_URL if set; else the server on 127.0.0.1:5432
 # (started with pg_ctlcluster if it is installed but down); else a throwaway
-# cluster made with initdb under ./.pgtest on port 55432, stopped at exit.
+# cluster made with initdb under ./.pgtest on port 20432, stopped at exit.
 
 log() { echo "${0##*/}: $*" >&2; }
 
@@ -23,7 +23,7 @@ wait_pg() { # host port
 start_throwaway() {
   # Not local: the EXIT trap below reads them after this function returned.
   local initdb
-  bindir="" dir=".pgtest" port=55432 runas=()
+  bindir="" dir=".pgtest" port=20432 runas=()
   initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -1 || true)
   [ -n "$initdb" ] || initdb=$(command -v initdb || true)
   if [ -z "$initdb" ]; then

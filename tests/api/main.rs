@@ -13,6 +13,7 @@ mod hardening;
 mod idempotency;
 mod offline;
 mod outages;
+mod ports;
 mod privacy;
 mod recognition;
 mod startup;

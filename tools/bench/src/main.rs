@@ -214,7 +214,7 @@ async fn run(args: Args, setup: Setup) -> anyhow::Result<()> {
     let a = Server::start(
         &bin,
         &setup,
-        50_651,
+        20_651,
         args.server_cpu,
         &args.work_dir.join("server-a.log"),
     )
@@ -633,7 +633,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         let b = Server::start(
             bin,
             &ctx.setup,
-            50_652,
+            20_652,
             ctx.args.server_cpu,
             &ctx.args.work_dir.join("server-b.log"),
         )

@@ -51,10 +51,10 @@ struct Args {
     #[arg(long, default_value_t = 3)]
     replicas: usize,
     /// The throwaway Postgres' port.
-    #[arg(long, default_value_t = 55_532)]
+    #[arg(long, default_value_t = 20_532)]
     pg_port: u16,
     /// The first replica's gRPC port (the others follow).
-    #[arg(long, default_value_t = 50_711)]
+    #[arg(long, default_value_t = 20_811)]
     base_port: u16,
     /// The replicas' RUST_LOG.
     #[arg(long, default_value = "warn")]
