@@ -571,3 +571,82 @@ async fn watch_scope_validation_retention_and_keepalives() {
         .collect();
     assert!(kept.contains("credential.issued"));
 }
+
+/// The chain's append is one statement text whatever the batch size. A
+/// `VALUES` list as long as the batch was a new text for every size, and
+/// the pool prepares and keeps each text on each connection: the server's
+/// memory grew for minutes under mixed load (performance issue, M1).
+#[tokio::test]
+async fn appending_to_the_chain_prepares_one_statement_whatever_the_batch_size() {
+    use corridor_domain::audit::ChainedEvent;
+    use corridor_server::store::audit_chain::{Pending, Watermark, append};
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn().await;
+    let db = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
+        .await
+        .unwrap();
+    // One transaction: one connection, whose prepared statements
+    // pg_prepared_statements lists; rolled back, so the chain is untouched.
+    let txn = db.begin().await.unwrap();
+    let far = 1_000_000_000_000_i64;
+    let mut next = far;
+    let mut pending = |n: usize| -> Vec<Pending> {
+        (0..n)
+            .map(|i| {
+                next += 1;
+                Pending {
+                    seq: next,
+                    txid: None,
+                    event: ChainedEvent {
+                        position: next,
+                        occurred_at: chrono::Utc::now(),
+                        actor: "prepare-check".into(),
+                        actor_city: None,
+                        action: "credential.verified".into(),
+                        subject_type: "credential".into(),
+                        subject_id: format!("s-{i}"),
+                        detail: "{}".into(),
+                        city: (i % 2 == 0).then(|| "hangzhou".to_string()),
+                        other_city: None,
+                        hash: [7; 32],
+                        city_hash: (i % 2 == 0).then_some([9; 32]),
+                    },
+                }
+            })
+            .collect()
+    };
+    let mark = Watermark {
+        txid: "0".into(),
+        seq: 0,
+    };
+    for n in 1..=6 {
+        append(&txn, &pending(n), &mark).await.unwrap();
+    }
+    let count = |sql: &'static str| {
+        let txn = &txn;
+        async move {
+            txn.query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                sql,
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap()
+        }
+    };
+    let rows = count("SELECT count(*) FROM audit_chain WHERE position > 1000000000000 AND city_hash IS NOT NULL AND octet_length(hash) = 32").await;
+    assert_eq!(
+        rows,
+        1 + 1 + 2 + 2 + 3 + 3,
+        "the rows with a city hash, as written"
+    );
+    let texts = count(
+        "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO audit_chain%'",
+    )
+    .await;
+    assert_eq!(texts, 1, "statements prepared for six batch sizes");
+    txn.rollback().await.unwrap();
+}
