@@ -19,7 +19,7 @@ mod servers;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 use corridor_proto::v1;
@@ -665,8 +665,21 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
     }
     if ctx.wants("M1") {
         // M1: RSS after mixed load.
+        // RSS at half-time too: a server that keeps growing under steady
+        // load shows it here long before it reaches the bound.
+        let pid = a.pid();
+        let half = Duration::from_secs_f64(ctx.args.mixed_seconds / 2.0);
+        let at_half = tokio::spawn(async move {
+            tokio::time::sleep(half).await;
+            servers::rss_mib_of(pid)
+        });
         let m = mixed(ctx, &holder, &hefei_title.id).await?;
         let rss = a.rss_mib()?;
+        let at_half = at_half.await??;
+        table.note(format!(
+            "server RSS during the mixed load: {at_half:.1} MiB at half-time, {rss:.1} MiB at the end ({:+.1} MiB/min over the second half)",
+            (rss - at_half) / (half.as_secs_f64() / 60.0)
+        ));
         table.row(Row::new(
             "",
             format!(

@@ -186,13 +186,12 @@ impl Server {
     /// The process's resident set size, MiB.
     pub fn rss_mib(&self) -> anyhow::Result<f64> {
         // taskset execs the server, so the pid is the server's.
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        let kb: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
-        Ok(kb / 1024.0)
+        rss_mib_of(self.child.id())
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 10 s).
@@ -209,4 +208,15 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The resident set size of process `pid`, MiB.
+pub fn rss_mib_of(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS"))?;
+    Ok(kb / 1024.0)
 }
