@@ -637,12 +637,25 @@ async fn appending_to_the_chain_prepares_one_statement_whatever_the_batch_size()
             .unwrap()
         }
     };
-    let rows = count("SELECT count(*) FROM audit_chain WHERE position > 1000000000000 AND city_hash IS NOT NULL AND octet_length(hash) = 32").await;
+    let all = count("SELECT count(*) FROM audit_chain WHERE position > 1000000000000").await;
+    assert_eq!(all, 21, "1 + 2 + ... + 6 rows");
+    let with_city = count(
+        "SELECT count(*) FROM audit_chain WHERE position > 1000000000000 \
+         AND hash = decode(repeat('07', 32), 'hex') \
+         AND city = 'hangzhou' AND city_hash = decode(repeat('09', 32), 'hex')",
+    )
+    .await;
     assert_eq!(
-        rows,
+        with_city,
         1 + 1 + 2 + 2 + 3 + 3,
-        "the rows with a city hash, as written"
+        "the rows with a city, as written"
     );
+    let without = count(
+        "SELECT count(*) FROM audit_chain WHERE position > 1000000000000 \
+         AND hash = decode(repeat('07', 32), 'hex') AND city IS NULL AND city_hash IS NULL",
+    )
+    .await;
+    assert_eq!(without, 21 - 12, "the rows without a city, as written");
     let texts = count(
         "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO audit_chain%'",
     )

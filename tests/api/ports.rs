@@ -3,18 +3,47 @@
 //! A port in that range can be the local end of any outgoing connection on
 //! the machine (a replica's pool, a test client), and a listener's `bind`
 //! then fails with "Address already in use": CI failed so once, a replica
-//! of deploy/local finding 50712 taken.
+//! of deploy/local finding 50712 taken. Ports a script computes
+//! (`$((port + 100))`, a base port plus an index) are not seen here; they
+//! stay below the range by their bases' margin.
 
-/// The files that name ports CI binds (`.ci/run` and what it calls).
-const FILES: &[&str] = &[
+/// Where CI's ports are named: `.ci/run` and the scripts and tools it runs.
+/// The Kubernetes manifests and the image are left out: a container has
+/// its own network namespace.
+const PLACES: &[&str] = &[
     ".ci/run",
-    "deploy/local/up",
-    "deploy/local/walk",
-    "scripts/chaos",
-    "scripts/lib/pg.sh",
-    "tools/bench/src/main.rs",
-    "tools/chaos/src/main.rs",
+    "scripts",
+    "deploy/local",
+    "deploy/validate",
+    "tools",
 ];
+
+/// The service's default ports (gRPC, HTTP), which the walk scripts name
+/// only as the address they call by default; CI binds its own.
+const ALLOWED: &[u32] = &[50_051, 50_052];
+
+/// The files under `place`: shell scripts (no extension) and Rust sources.
+fn files(root: &std::path::Path, place: &str, out: &mut Vec<std::path::PathBuf>) {
+    let path = root.join(place);
+    if path.is_file() {
+        out.push(path);
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(&path) else {
+        panic!("{} is not readable", path.display());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if p.is_dir() {
+            if name != "target" {
+                files(root, &format!("{place}/{name}"), out);
+            }
+        } else if p.extension().is_none() || name.ends_with(".rs") || name.ends_with(".sh") {
+            out.push(p);
+        }
+    }
+}
 
 const EPHEMERAL: std::ops::RangeInclusive<u32> = 32_768..=60_999;
 
@@ -53,13 +82,26 @@ fn the_scanner_finds_a_port_in_the_ephemeral_range() {
 
 #[test]
 fn the_fixed_ports_ci_binds_are_outside_the_ephemeral_range() {
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let root = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut all = Vec::new();
+    for place in PLACES {
+        files(root, place, &mut all);
+    }
+    assert!(
+        all.len() > 20,
+        "only {} files found under {PLACES:?}: the scan would miss the scripts",
+        all.len()
+    );
     let mut offenders = Vec::new();
-    for file in FILES {
-        let text = std::fs::read_to_string(format!("{root}/{file}"))
-            .unwrap_or_else(|e| panic!("reading {file}: {e}"));
+    for file in &all {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue; // not text
+        };
         for (line, number) in ephemeral_numbers(&text) {
-            offenders.push(format!("{file}:{line}: {number}"));
+            let value: u32 = number.replace('_', "").parse().unwrap_or(0);
+            if !ALLOWED.contains(&value) {
+                offenders.push(format!("{}:{line}: {number}", file.display()));
+            }
         }
     }
     assert!(

@@ -48,7 +48,7 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
             let upkeep = handle.clone();
-            std::thread::Builder::new()
+            if let Err(e) = std::thread::Builder::new()
                 .name("metrics-upkeep".into())
                 .spawn(move || {
                     loop {
@@ -56,7 +56,11 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                         upkeep.run_upkeep();
                     }
                 })
-                .ok()?;
+            {
+                // The recorder is installed either way; each scrape still
+                // folds the samples.
+                tracing::error!(error = %e, "the metrics upkeep thread did not start: histogram samples are kept until a scrape");
+            }
             Some(handle)
         })
         .as_ref()

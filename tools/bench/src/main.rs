@@ -668,7 +668,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         // RSS at half-time too: a server that keeps growing under steady
         // load shows it here long before it reaches the bound.
         let pid = a.pid();
-        let half = Duration::from_secs_f64(ctx.args.mixed_seconds / 2.0);
+        let half = Duration::from_secs_f64((ctx.args.mixed_seconds / 2.0).max(0.0));
         let at_half = tokio::spawn(async move {
             tokio::time::sleep(half).await;
             servers::rss_mib_of(pid)
@@ -676,10 +676,12 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         let m = mixed(ctx, &holder, &hefei_title.id).await?;
         let rss = a.rss_mib()?;
         let at_half = at_half.await??;
-        table.note(format!(
+        if !half.is_zero() {
+            table.note(format!(
             "server RSS during the mixed load: {at_half:.1} MiB at half-time, {rss:.1} MiB at the end ({:+.1} MiB/min over the second half)",
             (rss - at_half) / (half.as_secs_f64() / 60.0)
         ));
+        }
         table.row(Row::new(
             "",
             format!(

@@ -214,10 +214,10 @@ pub async fn set_city_heads(
 /// On Postgres the rows go in as one JSON parameter of a statement whose
 /// text never changes. A `VALUES` list as long as the batch made a new
 /// statement text for every batch size (1 to 500), and the pool prepares
-/// and caches each text on each of its connections (100 per connection,
-/// about 23 KB each on our side, and a plan in each backend): the server's
-/// memory grew by about 90 KB/s under mixed load, for minutes (issue 7,
-/// M1). SQLite (development, one connection) keeps the `VALUES` list.
+/// and caches each text on each of its connections (up to 100 per
+/// connection, with a plan in each backend): 11.6 MB of the server's 19 MB
+/// heap after 60 s of mixed load (docs/PERFORMANCE.md, M1). SQLite
+/// (development, one connection) keeps the `VALUES` list.
 pub async fn append(
     conn: &impl ConnectionTrait,
     settled: &[Pending],
