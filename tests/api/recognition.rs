@@ -1516,3 +1516,73 @@ async fn no_recognition_outlives_a_revocation_made_while_others_are_decided() {
     }
     assert!(void > 0, "no recognition was decided before the revocation");
 }
+
+/// A recognition signs with the target city's current key when another
+/// replica rotated it after this one last signed for the city: whatever
+/// signing key a replica holds must not outlive a rotation elsewhere.
+#[tokio::test]
+async fn a_recognition_signs_with_a_key_rotated_on_another_replica() {
+    let a = TestApp::spawn().await;
+    let kid_of = |jwt: &str| {
+        jsonwebtoken::decode_header(jwt)
+            .expect("a JWS")
+            .kid
+            .expect("a kid")
+    };
+    let title = issue_q(
+        &a,
+        "hefei",
+        "rot-t",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let first = request(&a, "rot-1", &title.id, "songjiang", F::default())
+        .await
+        .unwrap();
+    let old = kid_of(&first.attestation);
+    // Replica A now holds Songjiang's key; a second replica rotates it.
+    let settings = corridor_server::config::Settings::default().with_dev_defaults();
+    let (state_b, _t) = corridor_server::state::AppState::from_parts(a.db.clone(), &settings)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr_b = listener.local_addr().unwrap();
+    tokio::spawn(corridor_server::server::serve(
+        listener,
+        state_b,
+        settings.limits,
+        std::future::pending(),
+    ));
+    let new = v1::city_registry_service_client::CityRegistryServiceClient::connect(format!(
+        "http://{addr_b}"
+    ))
+    .await
+    .unwrap()
+    .rotate_issuer_key(authed(
+        v1::RotateIssuerKeyRequest {
+            request_id: "rot-r".into(),
+            city: "songjiang".into(),
+        },
+        &a.admin(),
+    ))
+    .await
+    .unwrap()
+    .into_inner()
+    .current_key
+    .unwrap()
+    .kid;
+    assert_ne!(new, old);
+    let second = request(&a, "rot-2", &title.id, "songjiang", F::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        kid_of(&second.attestation),
+        new,
+        "signed with the current key"
+    );
+    // And again, now with the new key held.
+    let third = request(&a, "rot-3", &title.id, "songjiang", F::default())
+        .await
+        .unwrap();
+    assert_eq!(kid_of(&third.attestation), new);
+}
