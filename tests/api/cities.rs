@@ -162,24 +162,9 @@ async fn a_rotation_on_another_replica_is_picked_up() {
     // Two servers on one database: B rotates, A verifies and issues.
     let a = TestApp::spawn().await;
     let before = issue(&a, "suzhou", "rep-1").await;
-    let db_b = a.db.clone();
-    let settings = corridor_server::config::Settings::default().with_dev_defaults();
-    let (state_b, _t) = corridor_server::state::AppState::from_parts(db_b, &settings)
-        .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr_b = listener.local_addr().unwrap();
-    tokio::spawn(corridor_server::server::serve(
-        listener,
-        state_b,
-        settings.limits,
-        std::future::pending(),
-    ));
-    let mut b_cities = v1::city_registry_service_client::CityRegistryServiceClient::connect(
-        format!("http://{addr_b}"),
-    )
-    .await
-    .unwrap();
+    let b = a.replica().await;
+    let mut b_cities =
+        v1::city_registry_service_client::CityRegistryServiceClient::new(b.channel().await);
     let new_kid = b_cities
         .rotate_issuer_key(authed(
             v1::RotateIssuerKeyRequest {

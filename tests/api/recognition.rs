@@ -1541,36 +1541,21 @@ async fn a_recognition_signs_with_a_key_rotated_on_another_replica() {
         .unwrap();
     let old = kid_of(&first.attestation);
     // Replica A now holds Songjiang's key; a second replica rotates it.
-    let settings = corridor_server::config::Settings::default().with_dev_defaults();
-    let (state_b, _t) = corridor_server::state::AppState::from_parts(a.db.clone(), &settings)
+    let b = a.replica().await;
+    let new = v1::city_registry_service_client::CityRegistryServiceClient::new(b.channel().await)
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: "rot-r".into(),
+                city: "songjiang".into(),
+            },
+            &a.admin(),
+        ))
         .await
-        .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr_b = listener.local_addr().unwrap();
-    tokio::spawn(corridor_server::server::serve(
-        listener,
-        state_b,
-        settings.limits,
-        std::future::pending(),
-    ));
-    let new = v1::city_registry_service_client::CityRegistryServiceClient::connect(format!(
-        "http://{addr_b}"
-    ))
-    .await
-    .unwrap()
-    .rotate_issuer_key(authed(
-        v1::RotateIssuerKeyRequest {
-            request_id: "rot-r".into(),
-            city: "songjiang".into(),
-        },
-        &a.admin(),
-    ))
-    .await
-    .unwrap()
-    .into_inner()
-    .current_key
-    .unwrap()
-    .kid;
+        .unwrap()
+        .into_inner()
+        .current_key
+        .unwrap()
+        .kid;
     assert_ne!(new, old);
     let second = request(&a, "rot-2", &title.id, "songjiang", F::default())
         .await
