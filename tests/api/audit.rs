@@ -663,3 +663,76 @@ async fn appending_to_the_chain_prepares_one_statement_whatever_the_batch_size()
     assert_eq!(texts, 1, "statements prepared for six batch sizes");
     txn.rollback().await.unwrap();
 }
+
+/// Regression: the sequencer read pending events `ORDER BY txid`, which
+/// named the text output column (`txid::text AS txid`), not the `xid8`
+/// column: "10" came before "9". At every power of ten in the cluster's
+/// transaction ids (1,000,000 is days away for a busy city) a round would
+/// chain events out of order, set its watermark to the text-last event,
+/// re-read the ones after it and fail on the chain's unique `seq`, stopping
+/// the chain for good. The text order also meant a sort of the whole
+/// backlog on every round, where the index on (txid, seq) serves the order.
+#[tokio::test]
+async fn pending_events_come_in_transaction_order_across_a_power_of_ten() {
+    use corridor_server::store::audit_chain::{Watermark, pending};
+    use sea_orm::TransactionTrait;
+
+    let app = TestApp::spawn().await;
+    let db = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
+        .await
+        .unwrap();
+    // Rolled back: the sequencer never sees these rows. Their transaction
+    // ids are below any running transaction, so they count as settled.
+    let txn = db.begin().await.unwrap();
+    for (txid, subject) in [
+        ("11", "e"),
+        ("9", "a"),
+        ("10", "c"),
+        ("9", "b"),
+        ("10", "d"),
+    ] {
+        txn.execute_unprepared(&format!(
+            "INSERT INTO audit_events (occurred_at, actor, action, subject_type, subject_id, detail, txid) \
+             VALUES (now(), 'order-check', 'credential.verified', 'credential', '{subject}', '{{}}', '{txid}')"
+        ))
+        .await
+        .unwrap();
+    }
+    let mut mark = Watermark {
+        txid: "8".into(),
+        seq: 0,
+    };
+    let mut seen = Vec::new();
+    // Two at a time, each round from the last one's watermark, as the
+    // sequencer does.
+    while seen.len() < 5 {
+        let batch = pending(&txn, &mark, 2).await.unwrap();
+        assert!(!batch.is_empty(), "nothing after {mark:?}; seen {seen:?}");
+        for p in &batch {
+            seen.push((p.txid.clone().unwrap(), p.event.subject_id.clone()));
+        }
+        let last = batch.last().unwrap();
+        mark = Watermark {
+            txid: last.txid.clone().unwrap(),
+            seq: last.seq,
+        };
+    }
+    // What follows "e" are the app's own events (real transaction ids,
+    // far above 11).
+    seen.truncate(5);
+    let expected: Vec<(String, String)> = [
+        ("9", "a"),
+        ("9", "b"),
+        ("10", "c"),
+        ("10", "d"),
+        ("11", "e"),
+    ]
+    .iter()
+    .map(|(t, s)| (t.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(
+        seen, expected,
+        "each event once, by transaction then insertion"
+    );
+    txn.rollback().await.unwrap();
+}

@@ -99,6 +99,11 @@ pub async fn lock_watermark(conn: &impl ConnectionTrait) -> Result<Option<Waterm
 /// the oldest one still running (`pg_snapshot_xmin`): every transaction
 /// below it has committed or aborted, and every later one will get a later
 /// place. SQLite has one writer at a time: insertion order is commit order.
+///
+/// The order is by the `xid8` column, named with its table: the bare name
+/// `txid` in `ORDER BY` would be the text output column of the same name,
+/// whose order ("10" before "9") differs from the transactions' at every
+/// power of ten, and which no index serves (a sort of the whole backlog).
 pub async fn pending(
     conn: &impl ConnectionTrait,
     mark: &Watermark,
@@ -109,7 +114,7 @@ pub async fn pending(
         "SELECT seq, txid::text AS txid, occurred_at, actor, actor_city, action, subject_type, subject_id, detail, city, other_city \
          FROM audit_events \
          WHERE (txid, seq) > ($1::text::xid8, $2) AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY txid, seq LIMIT $3"
+         ORDER BY audit_events.txid, audit_events.seq LIMIT $3"
     } else {
         "SELECT seq, NULL AS txid, occurred_at, actor, actor_city, action, subject_type, subject_id, detail, city, other_city \
          FROM audit_events WHERE seq > $2 AND $1 IS NOT NULL ORDER BY seq LIMIT $3"
