@@ -1397,6 +1397,73 @@ async fn simulation_replays_recorded_facts_and_counts_missing_ones() {
     let _ = unrecorded;
 }
 
+/// A simulation reads the recorded facts of each page of credentials with
+/// one statement text whatever the page's size: the ids go as one array
+/// parameter. A list of placeholders made a text per size, and sqlx
+/// prepares and caches every text on every pooled connection.
+#[tokio::test]
+async fn recorded_facts_are_read_with_one_statement_whatever_the_page_size() {
+    use corridor_server::store::recognitions::latest_facts_for;
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let app = TestApp::spawn().await;
+    let cred = issue_q(
+        &app,
+        "hefei",
+        "p1",
+        q(Cat::ProfessionalTitle, "engineering", 4),
+    )
+    .await;
+    let r = request(
+        &app,
+        "p-r1",
+        &cred.id,
+        "songjiang",
+        F {
+            insurance: Some(8),
+            ..F::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.outcome, O::Recognized as i32);
+    let recorded: uuid::Uuid = cred.id.parse().unwrap();
+    let songjiang = corridor_domain::city::CityCode::parse("city", "songjiang").unwrap();
+    let hangzhou = corridor_domain::city::CityCode::parse("city", "hangzhou").unwrap();
+
+    let db =
+        corridor_server::store::connect(&app.database_url(None), std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    // One transaction: one connection, whose prepared statements
+    // pg_prepared_statements lists.
+    let txn = db.begin().await.unwrap();
+    for n in 1..=6 {
+        let mut ids: Vec<uuid::Uuid> = (1..n).map(|_| uuid::Uuid::new_v4()).collect();
+        ids.insert(n / 2, recorded);
+        let facts = latest_facts_for(&txn, &ids, &songjiang).await.unwrap();
+        assert_eq!(facts.len(), 1, "page of {n}: only the recorded credential");
+        assert_eq!(facts[&recorded].local_social_insurance_months, Some(8));
+        // Another city's recognitions are not this city's facts.
+        let none = latest_facts_for(&txn, &ids, &hangzhou).await.unwrap();
+        assert!(none.is_empty(), "page of {n}: {none:?}");
+    }
+    let texts = txn
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT count(*) FROM pg_prepared_statements \
+             WHERE statement LIKE '%FROM \"recognitions\"%credential_id%' \
+             AND statement NOT LIKE '%pg_prepared_statements%'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    assert_eq!(texts, 1, "statements prepared for six page sizes");
+    txn.rollback().await.unwrap();
+}
+
 /// Recognitions of one credential, many at once, with its revocation in
 /// the middle: every recognition ends void, or was decided after the
 /// revocation and rejected by the guard rail; none is left standing. And

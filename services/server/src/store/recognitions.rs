@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use corridor_domain::city::CityCode;
 use corridor_domain::recognition::{Cascade, RecognitionStatus};
 use corridor_policy::{Facts, Outcome, Recognition};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -97,7 +98,7 @@ pub async fn get_for_update(
     id: Uuid,
 ) -> Result<Option<Recognition>, DbErr> {
     let mut q = Entity::find_by_id(id);
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+    if conn.get_database_backend() == DbBackend::Postgres {
         q = q.lock_exclusive();
     }
     q.one(conn).await?.map(record).transpose()
@@ -132,8 +133,21 @@ pub async fn latest_facts_for(
     if credentials.is_empty() {
         return Ok(Default::default());
     }
+    // Postgres: the ids as one array parameter, so the statement text is
+    // the same whatever the page size (sqlx prepares and caches every text
+    // on every pooled connection). SQLite, one connection in dev, takes
+    // the list.
+    let ids = if conn.get_database_backend() == DbBackend::Postgres {
+        let list: Vec<String> = credentials.iter().map(Uuid::to_string).collect();
+        Expr::cust_with_values(
+            r#""credential_id" = ANY($1::uuid[])"#,
+            [format!("{{{}}}", list.join(","))],
+        )
+    } else {
+        Column::CredentialId.is_in(credentials.iter().copied())
+    };
     let rows = Entity::find()
-        .filter(Column::CredentialId.is_in(credentials.iter().copied()))
+        .filter(ids)
         .filter(Column::TargetCity.eq(city.as_str()))
         .order_by_asc(Column::CredentialId)
         .order_by_desc(Column::DecidedAt)
@@ -222,7 +236,7 @@ pub async fn cascade(
     cascade: Cascade,
     now: DateTime<Utc>,
 ) -> Result<Vec<(Uuid, String, String)>, DbErr> {
-    use sea_orm::{DbBackend, Statement};
+    use sea_orm::Statement;
     let from: Vec<String> = cascade
         .from_statuses()
         .iter()
