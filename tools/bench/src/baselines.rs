@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use corridor_domain::qualification::Category;
 use corridor_policy::{DEFAULT_POLICIES, Engine as PolicyEngine, Facts, Subject, Target};
+use hdrhistogram::Histogram;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
@@ -103,9 +104,57 @@ pub fn decide_rate(seconds: f64) -> anyhow::Result<f64> {
     })
 }
 
-/// pgbench transactions per second of `script` with `clients` clients.
-fn pgbench(database_url: &str, script: &str, clients: usize, seconds: f64) -> anyhow::Result<f64> {
-    let file = std::env::temp_dir().join(format!("corridor-bench-{}.sql", std::process::id()));
+/// What pgbench measured: its rate, and the latency of every transaction
+/// (microseconds, from its per-transaction log), so that a row's tail can be
+/// set against the database's own.
+pub struct Pgbench {
+    /// Transactions per second.
+    pub tps: f64,
+    /// Latency of each transaction, microseconds.
+    pub latency: Histogram<u64>,
+}
+
+impl Pgbench {
+    /// A latency percentile, milliseconds.
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+/// The latency, microseconds, of one line of pgbench's per-transaction log
+/// (`client_id transaction_no time script_no time_epoch time_us ...`; `time`
+/// is `failed` or `skipped` for a transaction that did not complete).
+fn pgbench_log_latency(line: &str) -> Option<u64> {
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// pgbench of `script` with `clients` clients for `seconds`.
+fn pgbench(
+    database_url: &str,
+    script: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<Pgbench> {
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "corridor-bench-pgbench-{}-{run}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let result = pgbench_in(&dir, database_url, script, clients, seconds);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn pgbench_in(
+    dir: &std::path::Path,
+    database_url: &str,
+    script: &str,
+    clients: usize,
+    seconds: f64,
+) -> anyhow::Result<Pgbench> {
+    let file = dir.join("script.sql");
     std::fs::write(&file, script)?;
     let out = Command::new("pgbench")
         .args(["-n", "-f"])
@@ -117,11 +166,14 @@ fn pgbench(database_url: &str, script: &str, clients: usize, seconds: f64) -> an
             &clients.min(2).to_string(),
             "-T",
             &(seconds.ceil() as u64).max(1).to_string(),
+            "--log",
         ])
+        .arg(format!("--log-prefix={}", dir.join("tx").display()))
         .arg(database_url)
         .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
+    let tps = text
+        .lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
         .and_then(|n| n.parse().ok())
@@ -130,7 +182,29 @@ fn pgbench(database_url: &str, script: &str, clients: usize, seconds: f64) -> an
                 "pgbench gave no tps: {text} {}",
                 String::from_utf8_lossy(&out.stderr)
             )
-        })
+        })?;
+    // One log file per pgbench thread: tx.<pid>, tx.<pid>.<thread>.
+    let mut latency = Histogram::new_with_bounds(1, 60_000_000, 3)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let is_log = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("tx."));
+        if is_log {
+            for line in std::fs::read_to_string(&path)?.lines() {
+                if let Some(us) = pgbench_log_latency(line) {
+                    latency.saturating_record(us.max(1));
+                }
+            }
+        }
+    }
+    anyhow::ensure!(
+        !latency.is_empty(),
+        "pgbench wrote no per-transaction log in {}",
+        dir.display()
+    );
+    Ok(Pgbench { tps, latency })
 }
 
 /// Single-row inserts of a 700-byte row per second, at `clients`.
@@ -140,12 +214,13 @@ pub async fn single_row_tps(
     seconds: f64,
 ) -> anyhow::Result<f64> {
     prepare(database_url).await?;
-    pgbench(
+    Ok(pgbench(
         database_url,
         "INSERT INTO bench_rows VALUES (gen_random_uuid(), repeat('x', 700), now());\n",
         clients,
         seconds,
-    )
+    )?
+    .tps)
 }
 
 /// Rows per second inserted 100 at a time by multi-row statements, at `clients`.
@@ -160,7 +235,8 @@ pub async fn multi_row_rows(
         "INSERT INTO bench_rows SELECT gen_random_uuid(), repeat('x', 700), now() FROM generate_series(1, 100);\n",
         clients,
         seconds,
-    )?;
+    )?
+    .tps;
     Ok(tps * 100.0)
 }
 
@@ -178,13 +254,14 @@ async fn prepare(database_url: &str) -> anyhow::Result<()> {
 /// Transactions per second pgbench gets from the very statement an
 /// issuance runs (`ISSUE_STATEMENT`, its parameters as literals of the same
 /// sizes), at `clients`: what the database alone makes of an issuance's
-/// writes (three rows, eight index entries), the ceiling of IssueCredential.
-pub async fn issuance_statement_tps(
+/// writes (three rows, eight index entries), the ceiling of IssueCredential,
+/// with the latency of each execution.
+pub async fn issuance_statement(
     database_url: &str,
     kid: &str,
     clients: usize,
     seconds: f64,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<Pgbench> {
     let literals: [(usize, String); 28] = [
         (1, format!("'{kid}'")),
         (2, "'hangzhou'".into()),
@@ -264,5 +341,23 @@ pub async fn issue_many_rows(
         "{};\n",
         sql.split_whitespace().collect::<Vec<_>>().join(" ")
     );
-    Ok(pgbench(database_url, &script, clients, seconds)? * 100.0)
+    Ok(pgbench(database_url, &script, clients, seconds)?.tps * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pgbench_log_latency;
+
+    #[test]
+    fn a_pgbench_log_line_gives_its_latency_and_a_failed_one_none() {
+        // PostgreSQL 15's format: client, transaction, latency (µs),
+        // script, epoch seconds, microseconds.
+        assert_eq!(
+            pgbench_log_latency("0 199 2241 0 1764893535 113462"),
+            Some(2241)
+        );
+        assert_eq!(pgbench_log_latency("3 12 failed 0 1764893535 113462"), None);
+        assert_eq!(pgbench_log_latency("1 7 skipped 0 1764893535 1"), None);
+        assert_eq!(pgbench_log_latency(""), None);
+    }
 }
