@@ -284,7 +284,11 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         .ok_or_else(|| anyhow::anyhow!("the signing key is not published"))?;
 
     // Baselines first, on an idle machine; only those a selected row needs.
+    // Those that write audit events (the issuance and batch statements)
+    // wait, like the rows, until the sequencer has chained the events
+    // written before them.
     let need = |rows: &[&str]| rows.iter().any(|r| ctx.wants(r));
+    let mut settle = settle::Settler::connect(&ctx.setup.database_url).await?;
     if need(&["R1", "R1b"]) {
         let decode = baselines::decode_rate(&subject.token, &x, secs.min(3.0))?;
         table.baseline(
@@ -312,6 +316,11 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         let pg1 = baselines::single_row_tps(&ctx.setup.database_url, 1, secs).await?;
         let pg16 = baselines::single_row_tps(&ctx.setup.database_url, n, secs).await?;
         for clients in [1, n] {
+            settle
+                .before(&format!(
+                    "the issuance statement's pgbench at {clients} client(s)"
+                ))
+                .await?;
             let ceiling =
                 baselines::issuance_statement(&ctx.setup.database_url, &subject.kid, clients, secs)
                     .await?;
@@ -352,6 +361,7 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         f64::NAN
     };
     if need(&["R2b"]) {
+        settle.before("the batch statement's pgbench").await?;
         let ceiling =
             baselines::issue_many_rows(&ctx.setup.database_url, &subject.kid, 4, secs).await?;
         table.baseline(
@@ -375,7 +385,6 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
         );
     }
 
-    let mut settle = settle::Settler::connect(&ctx.setup.database_url).await?;
     if ctx.wants("health") {
         settle.before("health").await?;
         // Health: the transport alone.
@@ -714,6 +723,8 @@ async fn rows(ctx: &Arc<Ctx>, a: &Server, bin: &std::path::Path) -> anyhow::Resu
             rss <= 150.0,
         );
     }
+    // And after the last row: a sequencer that stopped during it shows.
+    settle.before("the end of the run").await?;
     if let Some(n) = settle.note() {
         table.note(n);
     }

@@ -7,7 +7,8 @@
 //! off that backlog on the server's one core and in the database. Before
 //! each row the bench waits until every event written so far is chained,
 //! and says how long that took: a sequencer that falls behind, or stops,
-//! shows here.
+//! shows here. The baselines that write events (pgbench of the issuance
+//! and batch statements) wait the same way.
 
 use std::time::{Duration, Instant};
 
@@ -74,7 +75,7 @@ impl Settler {
         let events: i64 = self.waits.iter().map(|w| w.1).sum();
         let total: Duration = self.waits.iter().map(|w| w.2).sum();
         Some(format!(
-            "before each row the bench waited until the server's sequencer had chained every audit event written so far (the baselines' pgbench statements and the rows before write them): {events} events, {:.1} s in all; the longest before {}: {} events, {:.1} s",
+            "before each row, and each baseline that writes audit events, the bench waited until the server's sequencer had chained every audit event written so far: {events} events, {:.1} s in all; the longest before {}: {} events, {:.1} s",
             total.as_secs_f64(),
             longest.0,
             longest.1,
