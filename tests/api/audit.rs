@@ -11,7 +11,7 @@ use corridor_proto::v1::audit_service_client::AuditServiceClient;
 use corridor_proto::v1::credential_service_client::CredentialServiceClient;
 use corridor_proto::v1::recognition_service_client::RecognitionServiceClient;
 use corridor_proto::v1::watch_events_response::Message;
-use corridor_tests::{TestApp, authed};
+use corridor_tests::{TestApp, authed, count_in};
 use sea_orm::ConnectionTrait;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -583,12 +583,9 @@ async fn appending_to_the_chain_prepares_one_statement_whatever_the_batch_size()
     use sea_orm::TransactionTrait;
 
     let app = TestApp::spawn().await;
-    let db = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
-        .await
-        .unwrap();
     // One transaction: one connection, whose prepared statements
     // pg_prepared_statements lists; rolled back, so the chain is untouched.
-    let txn = db.begin().await.unwrap();
+    let txn = app.db.begin().await.unwrap();
     let far = 1_000_000_000_000_i64;
     let mut next = far;
     let mut pending = |n: usize| -> Vec<Pending> {
@@ -623,20 +620,7 @@ async fn appending_to_the_chain_prepares_one_statement_whatever_the_batch_size()
     for n in 1..=6 {
         append(&txn, &pending(n), &mark).await.unwrap();
     }
-    let count = |sql: &'static str| {
-        let txn = &txn;
-        async move {
-            txn.query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                sql,
-            ))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get_by_index::<i64>(0)
-            .unwrap()
-        }
-    };
+    let count = |sql: &'static str| count_in(&txn, sql);
     let all = count("SELECT count(*) FROM audit_chain WHERE position > 1000000000000").await;
     assert_eq!(all, 21, "1 + 2 + ... + 6 rows");
     let with_city = count(
@@ -678,12 +662,9 @@ async fn pending_events_come_in_transaction_order_across_a_power_of_ten() {
     use sea_orm::TransactionTrait;
 
     let app = TestApp::spawn().await;
-    let db = corridor_server::store::connect(&app.database_url(None), Duration::from_secs(5))
-        .await
-        .unwrap();
     // Rolled back: the sequencer never sees these rows. Their transaction
     // ids are below any running transaction, so they count as settled.
-    let txn = db.begin().await.unwrap();
+    let txn = app.db.begin().await.unwrap();
     for (txid, subject) in [
         ("11", "e"),
         ("9", "a"),

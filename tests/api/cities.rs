@@ -163,22 +163,7 @@ async fn a_rotation_on_another_replica_is_picked_up() {
     let a = TestApp::spawn().await;
     let before = issue(&a, "suzhou", "rep-1").await;
     let b = a.replica().await;
-    let mut b_cities =
-        v1::city_registry_service_client::CityRegistryServiceClient::new(b.channel().await);
-    let new_kid = b_cities
-        .rotate_issuer_key(authed(
-            v1::RotateIssuerKeyRequest {
-                request_id: "rep-r".into(),
-                city: "suzhou".into(),
-            },
-            &a.admin(),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .current_key
-        .unwrap()
-        .kid;
+    let new_kid = rotate_key(&a, b.channel().await, "suzhou", "rep-r").await;
     // Replica A signs with the new key and verifies tokens of both keys.
     let after = issue(&a, "suzhou", "rep-2").await;
     assert_eq!(after.kid, new_kid);

@@ -5,7 +5,7 @@
 use corridor_proto::v1;
 use corridor_proto::v1::policy_service_client::PolicyServiceClient;
 use corridor_proto::v1::recognition_service_client::RecognitionServiceClient;
-use corridor_tests::{TestApp, authed, national_id, violated_fields};
+use corridor_tests::{TestApp, authed, count_in, national_id, violated_fields};
 use tonic::Code;
 use tonic::transport::Channel;
 use v1::QualificationCategory as Cat;
@@ -1404,7 +1404,7 @@ async fn simulation_replays_recorded_facts_and_counts_missing_ones() {
 #[tokio::test]
 async fn recorded_facts_are_read_with_one_statement_whatever_the_page_size() {
     use corridor_server::store::recognitions::latest_facts_for;
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::TransactionTrait;
 
     let app = TestApp::spawn().await;
     let cred = issue_q(
@@ -1431,13 +1431,9 @@ async fn recorded_facts_are_read_with_one_statement_whatever_the_page_size() {
     let songjiang = corridor_domain::city::CityCode::parse("city", "songjiang").unwrap();
     let hangzhou = corridor_domain::city::CityCode::parse("city", "hangzhou").unwrap();
 
-    let db =
-        corridor_server::store::connect(&app.database_url(None), std::time::Duration::from_secs(5))
-            .await
-            .unwrap();
     // One transaction: one connection, whose prepared statements
     // pg_prepared_statements lists.
-    let txn = db.begin().await.unwrap();
+    let txn = app.db.begin().await.unwrap();
     for n in 1..=6 {
         let mut ids: Vec<uuid::Uuid> = (1..n).map(|_| uuid::Uuid::new_v4()).collect();
         ids.insert(n / 2, recorded);
@@ -1448,18 +1444,13 @@ async fn recorded_facts_are_read_with_one_statement_whatever_the_page_size() {
         let none = latest_facts_for(&txn, &ids, &hangzhou).await.unwrap();
         assert!(none.is_empty(), "page of {n}: {none:?}");
     }
-    let texts = txn
-        .query_one_raw(sea_orm::Statement::from_string(
-            sea_orm::DbBackend::Postgres,
-            "SELECT count(*) FROM pg_prepared_statements \
-             WHERE statement LIKE '%FROM \"recognitions\"%credential_id%' \
-             AND statement NOT LIKE '%pg_prepared_statements%'",
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get_by_index::<i64>(0)
-        .unwrap();
+    let texts = count_in(
+        &txn,
+        "SELECT count(*) FROM pg_prepared_statements \
+         WHERE statement LIKE '%FROM \"recognitions\"%credential_id%' \
+         AND statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .await;
     assert_eq!(texts, 1, "statements prepared for six page sizes");
     txn.rollback().await.unwrap();
 }
@@ -1609,20 +1600,7 @@ async fn a_recognition_signs_with_a_key_rotated_on_another_replica() {
     let old = kid_of(&first.attestation);
     // Replica A now holds Songjiang's key; a second replica rotates it.
     let b = a.replica().await;
-    let new = v1::city_registry_service_client::CityRegistryServiceClient::new(b.channel().await)
-        .rotate_issuer_key(authed(
-            v1::RotateIssuerKeyRequest {
-                request_id: "rot-r".into(),
-                city: "songjiang".into(),
-            },
-            &a.admin(),
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .current_key
-        .unwrap()
-        .kid;
+    let new = rotate_key(&a, b.channel().await, "songjiang", "rot-r").await;
     assert_ne!(new, old);
     let second = request(&a, "rot-2", &title.id, "songjiang", F::default())
         .await

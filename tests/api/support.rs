@@ -122,3 +122,27 @@ pub async fn wait_for_audit(
     }
     audit_actions(app, subject_id).await
 }
+
+/// Rotates `city`'s issuer key through `channel` (the app's, or another
+/// replica's) as the corridor administrator; the new current key's id.
+pub async fn rotate_key(
+    app: &TestApp,
+    channel: tonic::transport::Channel,
+    city: &str,
+    request_id: &str,
+) -> String {
+    v1::city_registry_service_client::CityRegistryServiceClient::new(channel)
+        .rotate_issuer_key(authed(
+            v1::RotateIssuerKeyRequest {
+                request_id: request_id.into(),
+                city: city.into(),
+            },
+            &app.admin(),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .current_key
+        .unwrap()
+        .kid
+}

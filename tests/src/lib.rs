@@ -434,16 +434,7 @@ impl TestApp {
     /// The first column of the one row `sql` returns, as a number (for
     /// `SELECT count(*) ...` on the test database).
     pub async fn count(&self, sql: &str) -> i64 {
-        self.db
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                sql.to_owned(),
-            ))
-            .await
-            .expect("query")
-            .expect("a row")
-            .try_get_by_index::<i64>(0)
-            .expect("a number in the first column")
+        count_in(&self.db, sql).await
     }
 
     /// Stops the server and waits until it has drained.
@@ -516,6 +507,21 @@ pub fn replace_host(url: &str, addr: &str) -> String {
     };
     let tail = rest.find(['/', '?']).map_or("", |i| &rest[i..]);
     format!("{scheme}://{user}{addr}{tail}")
+}
+
+/// The first column of the one row `sql` returns on `conn`, as a number:
+/// [`TestApp::count`] on a connection or transaction of the test's own
+/// (`SELECT count(*) ...`, Postgres).
+pub async fn count_in(conn: &impl sea_orm::ConnectionTrait, sql: &str) -> i64 {
+    conn.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        sql.to_owned(),
+    ))
+    .await
+    .expect("query")
+    .expect("a row")
+    .try_get_by_index::<i64>(0)
+    .expect("a number in the first column")
 }
 
 /// Wraps `msg` in a request carrying `authorization: Bearer <token>`.
